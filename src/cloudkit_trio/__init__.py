@@ -1,0 +1,133 @@
+"""cloudkit_trio: a resilience runtime for Trio applications that call cloud HTTP APIs.
+
+Everything a user needs is importable from here: the error tree, configuration, the four
+extension points (also in :mod:`cloudkit_trio.spi`) and the context that runs them.
+"""
+
+from ._config import CloudConfig
+from ._credentials import Credentials
+from ._errors import (
+    AlreadyExists,
+    AuthError,
+    CircuitOpenError,
+    CloudError,
+    ConfigError,
+    ConnectError,
+    ConnectionReset,
+    ContextClosed,
+    DNSError,
+    ExpiredCredentials,
+    InsufficientPermissions,
+    InternalError,
+    InvalidCredentials,
+    MissingCredentials,
+    NetworkError,
+    NotFound,
+    OperationTimeout,
+    Overloaded,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    SerializationError,
+    ServiceUnavailable,
+    TLSError,
+    TokenRefreshFailed,
+    ValidationError,
+)
+from ._exports import publish
+from ._provider import ProviderType, Region
+from .spi import (
+    DO_NOT_RETRY,
+    AuthProvider,
+    ChainAuthProvider,
+    CircuitBreaker,
+    EnvAuthProvider,
+    ExponentialBackoff,
+    FixedDelay,
+    Jitter,
+    LogEntry,
+    Logger,
+    LoggingMetrics,
+    LogLevel,
+    MetricsCollector,
+    NoopLogger,
+    NoopMetrics,
+    NoRetry,
+    OperationMetrics,
+    OperationOutcome,
+    Retry,
+    RetryDecision,
+    RetryPolicy,
+    StaticAuthProvider,
+    StdlibLogger,
+    StructuredLogger,
+)
+
+__all__ = [
+    "DO_NOT_RETRY",
+    "AlreadyExists",
+    "AuthError",
+    "AuthProvider",
+    "ChainAuthProvider",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CloudConfig",
+    "CloudError",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionReset",
+    "ContextClosed",
+    "Credentials",
+    "DNSError",
+    "EnvAuthProvider",
+    "ExpiredCredentials",
+    "ExponentialBackoff",
+    "FixedDelay",
+    "InsufficientPermissions",
+    "InternalError",
+    "InvalidCredentials",
+    "Jitter",
+    "LogEntry",
+    "LogLevel",
+    "Logger",
+    "LoggingMetrics",
+    "MetricsCollector",
+    "MissingCredentials",
+    "NetworkError",
+    "NoRetry",
+    "NoopLogger",
+    "NoopMetrics",
+    "NotFound",
+    "OperationMetrics",
+    "OperationOutcome",
+    "OperationTimeout",
+    "Overloaded",
+    "ProtocolError",
+    "ProviderError",
+    "ProviderType",
+    "RateLimited",
+    "Region",
+    "Retry",
+    "RetryDecision",
+    "RetryPolicy",
+    "SerializationError",
+    "ServiceUnavailable",
+    "StaticAuthProvider",
+    "StdlibLogger",
+    "StructuredLogger",
+    "TLSError",
+    "TokenRefreshFailed",
+    "ValidationError",
+]
+
+
+def __getattr__(name: str) -> str:
+    # The version comes from the installed distribution, so it has one source of truth.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("cloudkit-trio")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+publish(__name__, globals(), __all__)

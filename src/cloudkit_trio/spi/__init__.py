@@ -1,0 +1,61 @@
+"""The four extension points (SPIs) and their built-in implementations.
+
+Implement a :class:`AuthProvider`, :class:`RetryPolicy`, :class:`MetricsCollector` or
+:class:`Logger` and hand it to :meth:`cloudkit_trio.CloudContext.builder`. Everything here
+is also exported from :mod:`cloudkit_trio` itself.
+"""
+
+from .._exports import publish
+from ._auth import AuthProvider, ChainAuthProvider, EnvAuthProvider, StaticAuthProvider
+from ._breaker import CircuitBreaker
+from ._logger import LogEntry, Logger, LogLevel, NoopLogger, StdlibLogger, StructuredLogger
+from ._metrics import (
+    LoggingMetrics,
+    MetricsCollector,
+    NoopMetrics,
+    OperationMetrics,
+    OperationOutcome,
+    Tags,
+)
+from ._retry import (
+    DO_NOT_RETRY,
+    ExponentialBackoff,
+    FixedDelay,
+    Jitter,
+    NoRetry,
+    RandomSource,
+    Retry,
+    RetryDecision,
+    RetryPolicy,
+)
+
+__all__ = [
+    "DO_NOT_RETRY",
+    "AuthProvider",
+    "ChainAuthProvider",
+    "CircuitBreaker",
+    "EnvAuthProvider",
+    "ExponentialBackoff",
+    "FixedDelay",
+    "Jitter",
+    "LogEntry",
+    "LogLevel",
+    "Logger",
+    "LoggingMetrics",
+    "MetricsCollector",
+    "NoRetry",
+    "NoopLogger",
+    "NoopMetrics",
+    "OperationMetrics",
+    "OperationOutcome",
+    "RandomSource",
+    "Retry",
+    "RetryDecision",
+    "RetryPolicy",
+    "StaticAuthProvider",
+    "StdlibLogger",
+    "StructuredLogger",
+    "Tags",
+]
+
+publish(__name__, globals(), __all__)

@@ -1,0 +1,132 @@
+"""CircuitBreaker: the seed's "breaker as a retry policy", holding validated breaker settings."""
+
+from __future__ import annotations
+
+import math
+
+from .._errors import CircuitOpenError, CloudError, ConfigError
+from ._retry import (
+    DO_NOT_RETRY,
+    ExponentialBackoff,
+    RetryDecision,
+    RetryPolicy,
+    check_attempts,
+    check_seconds,
+)
+
+__all__ = ["CircuitBreaker"]
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"CircuitBreaker.{name} must be an int >= 1, got {value!r}", field=name, value=value
+        )
+    return value
+
+
+class CircuitBreaker:
+    """A retry policy that also asks the runtime for one circuit breaker per endpoint.
+
+    Delays and attempt limits come from ``inner``; the breaker settings are applied by the
+    runtime to every endpoint (scheme, host, port) separately:
+
+    - **closed → open** when, over the last ``sampling_window`` seconds, at least
+      ``minimum_throughput`` calls finished and the share of failures reached
+      ``failure_ratio``. Only retryable failures (network errors, timeouts, 429, 503,
+      other 5xx) count; a 404 says nothing about the endpoint's health.
+    - **open** rejects calls at once with :class:`~cloudkit_trio.CircuitOpenError`, with
+      no network call, for ``break_duration`` seconds.
+    - **half-open** then admits at most ``half_open_probes`` concurrent probes: a success
+      closes the circuit, a failure opens it again for another ``break_duration``.
+
+    Defaults and why: ``failure_ratio=0.5`` as resilience4j (Polly's 0.1 suits server
+    fleets with heavy traffic, and trips on noise at client volumes);
+    ``minimum_throughput=10`` because both anchors' 100 would almost never trip on one
+    client's traffic to one endpoint; ``sampling_window=30`` s and ``break_duration=5`` s
+    as Polly, so an endpoint that recovers is used again quickly; ``half_open_probes=1``
+    as Polly, one trial call instead of a stampede. Idle, closed breakers are evicted
+    after ``idle_eviction`` seconds; at most ``max_endpoints`` breakers exist at once.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "break_duration",
+        "failure_ratio",
+        "half_open_probes",
+        "idle_eviction",
+        "inner",
+        "max_endpoints",
+        "minimum_throughput",
+        "sampling_window",
+    )
+
+    def __init__(
+        self,
+        inner: RetryPolicy | None = None,
+        *,
+        failure_ratio: float = 0.5,
+        minimum_throughput: int = 10,
+        sampling_window: float = 30.0,
+        break_duration: float = 5.0,
+        half_open_probes: int = 1,
+        idle_eviction: float = 300.0,
+        max_endpoints: int = 1024,
+    ) -> None:
+        if inner is None:
+            inner = ExponentialBackoff()
+        if isinstance(inner, CircuitBreaker):
+            raise ConfigError(
+                "CircuitBreaker.inner must be a plain retry policy, not another CircuitBreaker",
+                field="inner",
+                value=inner,
+            )
+        if not isinstance(inner, RetryPolicy):
+            raise TypeError(
+                f"CircuitBreaker.inner must implement RetryPolicy, got {type(inner).__name__}"
+            )
+        check_attempts("CircuitBreaker.inner", inner.max_attempts)
+        self.inner = inner
+        if (
+            isinstance(failure_ratio, bool)
+            or not isinstance(failure_ratio, int | float)
+            or not (math.isfinite(failure_ratio) and 0 < failure_ratio <= 1)
+        ):
+            raise ConfigError(
+                f"CircuitBreaker.failure_ratio must be in (0, 1], got {failure_ratio!r}",
+                field="failure_ratio",
+                value=failure_ratio,
+            )
+        self.failure_ratio = float(failure_ratio)
+        self.minimum_throughput = _positive_int("minimum_throughput", minimum_throughput)
+        self.sampling_window = check_seconds(
+            "CircuitBreaker", "sampling_window", sampling_window, allow_zero=False
+        )
+        self.break_duration = check_seconds(
+            "CircuitBreaker", "break_duration", break_duration, allow_zero=False
+        )
+        self.half_open_probes = _positive_int("half_open_probes", half_open_probes)
+        self.idle_eviction = check_seconds(
+            "CircuitBreaker", "idle_eviction", idle_eviction, allow_zero=False
+        )
+        self.max_endpoints = _positive_int("max_endpoints", max_endpoints)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.inner.max_attempts
+
+    def should_retry(self, error: CloudError, attempt: int) -> RetryDecision:
+        # Retrying into an open circuit would only be rejected again.
+        if isinstance(error, CircuitOpenError):
+            return DO_NOT_RETRY
+        return self.inner.should_retry(error, attempt)
+
+    def __repr__(self) -> str:
+        return (
+            f"CircuitBreaker(inner={self.inner!r}, failure_ratio={self.failure_ratio!r}, "
+            f"minimum_throughput={self.minimum_throughput!r}, "
+            f"sampling_window={self.sampling_window!r}, break_duration={self.break_duration!r}, "
+            f"half_open_probes={self.half_open_probes!r}, idle_eviction={self.idle_eviction!r}, "
+            f"max_endpoints={self.max_endpoints!r})"
+        )

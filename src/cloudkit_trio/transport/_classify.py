@@ -1,0 +1,441 @@
+"""The one boundary where HTTP responses and httpx exceptions become :class:`CloudError`.
+
+Two functions, one table each: :func:`error_from_response` reads the status, the
+``Retry-After`` header and the provider's own error code (an AWS XML or JSON body, Azure's
+``x-ms-error-code`` header, a GCP JSON ``error.status``); :func:`error_from_exception`
+translates httpx's exception classes. A test pins both tables against httpx's exception
+list and every status class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import math
+import re
+import socket
+import ssl
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from typing import Final, TypeAlias, Unpack
+
+import attrs
+import httpx
+
+from .. import _errors as e
+from .._errors import CloudError, ErrorContext
+
+__all__ = [
+    "ProviderCode",
+    "error_from_exception",
+    "error_from_response",
+    "parse_provider_code",
+    "parse_retry_after",
+    "scrub",
+]
+
+_MAX_MESSAGE: Final = 300
+# Bodies bigger than this are not parsed for an error code: error documents are small.
+_MAX_ERROR_BODY: Final = 64 * 1024
+
+_Factory: TypeAlias = Callable[[str, int, str | None, float | None], CloudError]
+
+
+@attrs.frozen
+class ProviderCode:
+    """The provider's own error code and message, as parsed from a response."""
+
+    code: str | None = None
+    message: str | None = None
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` (delta-seconds or HTTP-date); None if absent or bad.
+
+    A date in the past means "now": ``0.0``.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        current = now if now is not None else dt.datetime.now(dt.UTC)
+        return max((when - current).total_seconds(), 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def _text(element: ET.Element | None) -> str | None:
+    if element is None or element.text is None:
+        return None
+    return element.text.strip() or None
+
+
+def _from_xml(body: bytes) -> ProviderCode | None:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    # S3 answers <Error><Code/>; other AWS query APIs and Azure wrap it in <ErrorResponse>.
+    error = root if root.tag.endswith("Error") else root.find(".//{*}Error")
+    if error is None:
+        return None
+    code = _text(error.find("{*}Code"))
+    message = _text(error.find("{*}Message"))
+    return ProviderCode(code, message) if code or message else None
+
+
+def _from_json(body: bytes) -> ProviderCode | None:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error")
+    if isinstance(error, dict):
+        # GCP: {"error": {"code": 404, "message": "...", "status": "NOT_FOUND"}}; Azure
+        # management APIs: {"error": {"code": "ResourceNotFound", "message": "..."}}.
+        status = error.get("status")
+        code = status if isinstance(status, str) else error.get("code")
+        message = error.get("message")
+        return ProviderCode(
+            code if isinstance(code, str) else None,
+            message if isinstance(message, str) else None,
+        )
+    # AWS JSON protocols: {"__type": "com.amazon#ThrottlingException", "message": "..."}.
+    kind = document.get("__type") or document.get("code")
+    message = document.get("message") or document.get("Message")
+    if isinstance(kind, str):
+        return ProviderCode(kind.rsplit("#", 1)[-1], message if isinstance(message, str) else None)
+    return None
+
+
+def parse_provider_code(headers: Mapping[str, str], body: bytes) -> ProviderCode:
+    """Find the provider's error code and message in a response's headers and body."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    header_code = lowered.get("x-ms-error-code") or lowered.get("x-amzn-errortype")
+    if header_code:
+        header_code = header_code.split(":", 1)[0].strip()
+    parsed: ProviderCode | None = None
+    if body and len(body) <= _MAX_ERROR_BODY:
+        stripped = body.lstrip()
+        if stripped.startswith(b"<"):
+            parsed = _from_xml(stripped)
+        elif stripped.startswith(b"{"):
+            parsed = _from_json(stripped)
+    code = header_code or (parsed.code if parsed else None)
+    message = parsed.message if parsed else None
+    return ProviderCode(code, message)
+
+
+def _not_found(message: str, status: int, code: str | None, _after: float | None) -> CloudError:
+    return e.NotFound(message)
+
+
+def _exists(message: str, status: int, code: str | None, _after: float | None) -> CloudError:
+    return e.AlreadyExists(message)
+
+
+def _simple(kind: type[CloudError]) -> _Factory:
+    def build(message: str, status: int, code: str | None, _after: float | None) -> CloudError:
+        return kind(message)
+
+    return build
+
+
+def _rate_limited(message: str, status: int, code: str | None, after: float | None) -> CloudError:
+    return e.RateLimited(message, retry_after=after)
+
+
+def _unavailable(message: str, status: int, code: str | None, after: float | None) -> CloudError:
+    return e.ServiceUnavailable(message, retry_after=after)
+
+
+def _timeout(message: str, status: int, code: str | None, _after: float | None) -> CloudError:
+    return e.OperationTimeout(message)
+
+
+# Provider codes win over the status: S3 answers ExpiredToken with 400 and SlowDown with 503.
+_BY_CODE: Final[Mapping[str, _Factory]] = {
+    **dict.fromkeys(
+        (
+            "NoSuchKey",
+            "NoSuchBucket",
+            "NoSuchUpload",
+            "NoSuchVersion",
+            "NotFound",
+            "ResourceNotFoundException",
+            "BlobNotFound",
+            "ContainerNotFound",
+            "ResourceNotFound",
+            "NOT_FOUND",
+        ),
+        _not_found,
+    ),
+    **dict.fromkeys(
+        (
+            "BucketAlreadyExists",
+            "BucketAlreadyOwnedByYou",
+            "ContainerAlreadyExists",
+            "BlobAlreadyExists",
+            "ResourceAlreadyExists",
+            "ResourceInUseException",
+            "ALREADY_EXISTS",
+        ),
+        _exists,
+    ),
+    **dict.fromkeys(
+        ("ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "RequestExpired"),
+        _simple(e.ExpiredCredentials),
+    ),
+    **dict.fromkeys(
+        (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "InvalidToken",
+            "AuthenticationFailed",
+            "UNAUTHENTICATED",
+        ),
+        _simple(e.InvalidCredentials),
+    ),
+    **dict.fromkeys(
+        (
+            "AccessDenied",
+            "AccessDeniedException",
+            "AuthorizationFailure",
+            "AuthorizationPermissionMismatch",
+            "PERMISSION_DENIED",
+        ),
+        _simple(e.InsufficientPermissions),
+    ),
+    # botocore's throttling codes, plus Azure's and GCP's.
+    **dict.fromkeys(
+        (
+            "Throttling",
+            "ThrottlingException",
+            "ThrottledException",
+            "RequestThrottledException",
+            "TooManyRequestsException",
+            "ProvisionedThroughputExceededException",
+            "TransactionInProgressException",
+            "RequestLimitExceeded",
+            "BandwidthLimitExceeded",
+            "LimitExceededException",
+            "RequestThrottled",
+            "SlowDown",
+            "PriorRequestNotComplete",
+            "EC2ThrottledException",
+            "ServerBusy",
+            "RESOURCE_EXHAUSTED",
+        ),
+        _rate_limited,
+    ),
+    **dict.fromkeys(("ServiceUnavailable", "UNAVAILABLE"), _unavailable),
+    **dict.fromkeys(
+        ("RequestTimeout", "RequestTimeoutException", "OperationTimedOut", "DEADLINE_EXCEEDED"),
+        _timeout,
+    ),
+    **dict.fromkeys(
+        ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE"),
+        _simple(e.ValidationError),
+    ),
+}
+
+_BY_STATUS: Final[Mapping[int, _Factory]] = {
+    400: _simple(e.ValidationError),
+    401: _simple(e.InvalidCredentials),
+    403: _simple(e.InsufficientPermissions),
+    404: _not_found,
+    408: _timeout,
+    409: _exists,
+    422: _simple(e.ValidationError),
+    429: _rate_limited,
+    503: _unavailable,
+}
+
+
+def _message(status: int, reason: str, parsed: ProviderCode) -> str:
+    head = f"HTTP {status}" + (f" {reason}" if reason else "")
+    if parsed.code and parsed.message:
+        text = f"{head}: {parsed.code}: {parsed.message}"
+    elif parsed.code or parsed.message:
+        text = f"{head}: {parsed.code or parsed.message}"
+    else:
+        text = head
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes = b"",
+    *,
+    reason: str = "",
+    now: dt.datetime | None = None,
+    **context: Unpack[ErrorContext],
+) -> CloudError | None:
+    """The error a response stands for, or None for 1xx/2xx.
+
+    The provider's code (when the response carries one) decides first, then the status:
+    400/422 validation, 401 invalid credentials, 403 insufficient permissions, 404 not
+    found, 408 timeout, 409 already exists, 429 rate limited, 503 service unavailable,
+    other 5xx :class:`~cloudkit_trio.ProviderError` (retryable), anything else a
+    non-retryable :class:`~cloudkit_trio.ProviderError`. ``Retry-After`` fills
+    ``retry_after``. Only the provider's short message is kept, never the body: error
+    bodies can echo signatures.
+    """
+    if status < 300:
+        return None
+    parsed = parse_provider_code(headers, body)
+    message = _message(status, reason, parsed)
+    retry_after = parse_retry_after(
+        next((v for k, v in headers.items() if k.lower() == "retry-after"), None), now=now
+    )
+    factory = _BY_CODE.get(parsed.code) if parsed.code else None
+    if factory is None:
+        factory = _BY_STATUS.get(status)
+    if factory is not None:
+        error = factory(message, status, parsed.code, retry_after)
+    else:
+        error = e.ProviderError(message, status=status, code=parsed.code)
+    error.status_code = status
+    error.code = parsed.code
+    error.add_context(**context)
+    return error
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+# Query parameters of presigned URLs that must never reach a message.
+_SECRET_PARAMS: Final = re.compile(
+    r"(?i)\b(x-amz-signature|x-amz-security-token|x-amz-credential|signature|sig|token)=[^&\s'\"]+"
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with secret-looking query parameters (signatures, tokens) masked."""
+    return _SECRET_PARAMS.sub(lambda match: f"{match.group(1)}=***", text)
+
+
+_Translate: TypeAlias = Callable[[Exception, str], CloudError]
+
+
+def _connect_error(exc: Exception, text: str) -> CloudError:
+    if _caused_by(exc, socket.gaierror):
+        return e.DNSError(f"could not resolve the endpoint's host: {text}")
+    if _caused_by(exc, ssl.SSLError):
+        return e.TLSError(f"TLS handshake failed: {text}")
+    return e.ConnectError(f"could not connect: {text}")
+
+
+def _status_error(exc: Exception, text: str) -> CloudError:
+    assert isinstance(exc, httpx.HTTPStatusError)
+    response = exc.response
+    error = error_from_response(
+        response.status_code, response.headers, response.content, reason=response.reason_phrase
+    )
+    return error if error is not None else e.InternalError(f"not an error status: {text}")
+
+
+def _fixed(build: Callable[[str], CloudError]) -> _Translate:
+    return lambda _exc, text: build(text)
+
+
+# One entry per httpx exception class, the abstract bases included: a class that httpx adds
+# later fails the completeness test instead of being mapped silently through a base.
+_BY_EXCEPTION: Final[Mapping[type[Exception], _Translate]] = {
+    httpx.HTTPError: _fixed(lambda t: e.NetworkError(f"HTTP request failed: {t}")),
+    httpx.RequestError: _fixed(lambda t: e.NetworkError(f"HTTP request failed: {t}")),
+    httpx.TransportError: _fixed(lambda t: e.NetworkError(f"transport failed: {t}")),
+    httpx.TimeoutException: _fixed(lambda t: e.OperationTimeout(f"timed out: {t}")),
+    httpx.ConnectTimeout: _fixed(lambda t: e.ConnectError(f"timed out connecting: {t}")),
+    httpx.ReadTimeout: _fixed(
+        lambda t: e.OperationTimeout(f"timed out waiting for the response: {t}")
+    ),
+    httpx.WriteTimeout: _fixed(lambda t: e.OperationTimeout(f"timed out sending the request: {t}")),
+    httpx.PoolTimeout: _fixed(
+        lambda t: e.OperationTimeout(
+            f"timed out waiting for a free connection: {t}", request_sent=False
+        )
+    ),
+    httpx.NetworkError: _fixed(lambda t: e.ConnectionReset(f"network failure: {t}")),
+    httpx.ConnectError: _connect_error,
+    httpx.ReadError: _fixed(
+        lambda t: e.ConnectionReset(f"connection broke while reading the response: {t}")
+    ),
+    httpx.WriteError: _fixed(
+        lambda t: e.ConnectionReset(f"connection broke while sending the request: {t}")
+    ),
+    httpx.CloseError: _fixed(lambda t: e.ConnectionReset(f"closing the connection failed: {t}")),
+    httpx.ProxyError: _fixed(lambda t: e.ConnectError(f"the proxy refused the request: {t}")),
+    httpx.UnsupportedProtocol: _fixed(
+        lambda t: e.ConfigError(f"unsupported URL scheme; use http:// or https:// ({t})")
+    ),
+    httpx.ProtocolError: _fixed(lambda t: e.ProtocolError(f"HTTP protocol violation: {t}")),
+    httpx.RemoteProtocolError: _fixed(
+        lambda t: e.ProtocolError(f"the server broke the HTTP protocol: {t}")
+    ),
+    httpx.LocalProtocolError: _fixed(
+        lambda t: e.ValidationError(f"the request is not valid HTTP: {t}")
+    ),
+    httpx.DecodingError: _fixed(
+        lambda t: e.SerializationError(f"the response body could not be decoded: {t}")
+    ),
+    httpx.TooManyRedirects: _fixed(
+        lambda t: e.ProviderError(f"too many redirects: {t}", code="TooManyRedirects")
+    ),
+    httpx.HTTPStatusError: _status_error,
+    httpx.InvalidURL: _fixed(lambda t: e.ConfigError(f"invalid URL: {t}")),
+    httpx.CookieConflict: _fixed(lambda t: e.InternalError(f"cookie conflict: {t}")),
+    httpx.StreamError: _fixed(lambda t: e.InternalError(f"request/response stream misuse: {t}")),
+    httpx.StreamConsumed: _fixed(lambda t: e.InternalError(f"stream already consumed: {t}")),
+    httpx.StreamClosed: _fixed(lambda t: e.InternalError(f"stream already closed: {t}")),
+    httpx.ResponseNotRead: _fixed(lambda t: e.InternalError(f"response not read: {t}")),
+    httpx.RequestNotRead: _fixed(lambda t: e.InternalError(f"request not read: {t}")),
+}
+
+
+def error_from_exception(exc: Exception, **context: Unpack[ErrorContext]) -> CloudError:
+    """Translate an exception raised by httpx (or a transport) into a :class:`CloudError`.
+
+    A :class:`CloudError` passes through unchanged (context filled in); an exception that
+    is not httpx's becomes :class:`~cloudkit_trio.InternalError`. The original is kept
+    as ``__cause__`` by the caller's ``raise ... from``; messages have signatures and
+    tokens masked.
+    """
+    if isinstance(exc, CloudError):
+        error = exc
+    else:
+        text = scrub(str(exc)) or type(exc).__name__
+        for cls in type(exc).__mro__:
+            translate = _BY_EXCEPTION.get(cls)
+            if translate is not None:
+                error = translate(exc, text)
+                break
+        else:
+            error = e.InternalError(f"unexpected {type(exc).__name__}: {text}")
+    error.add_context(**context)
+    return error
