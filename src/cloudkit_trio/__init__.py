@@ -64,7 +64,6 @@ from .spi import (
 )
 
 __all__ = [
-    "DO_NOT_RETRY",
     "AlreadyExists",
     "AuthError",
     "AuthProvider",
@@ -79,6 +78,7 @@ __all__ = [
     "ContextClosed",
     "Credentials",
     "DNSError",
+    "DO_NOT_RETRY",
     "EnvAuthProvider",
     "ExpiredCredentials",
     "ExponentialBackoff",

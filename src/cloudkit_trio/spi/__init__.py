@@ -30,10 +30,10 @@ from ._retry import (
 )
 
 __all__ = [
-    "DO_NOT_RETRY",
     "AuthProvider",
     "ChainAuthProvider",
     "CircuitBreaker",
+    "DO_NOT_RETRY",
     "EnvAuthProvider",
     "ExponentialBackoff",
     "FixedDelay",

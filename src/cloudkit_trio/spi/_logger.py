@@ -105,27 +105,27 @@ class Logger(Protocol):
         """Write one entry. Must not block and must not raise."""
         ...
 
-    def trace(self, message: str, **fields: object) -> None:
+    def trace(self, message: str, /, **fields: object) -> None:
         """Log at TRACE."""
         if self.is_enabled(LogLevel.TRACE):
             self.log(LogEntry(LogLevel.TRACE, message, fields))
 
-    def debug(self, message: str, **fields: object) -> None:
+    def debug(self, message: str, /, **fields: object) -> None:
         """Log at DEBUG."""
         if self.is_enabled(LogLevel.DEBUG):
             self.log(LogEntry(LogLevel.DEBUG, message, fields))
 
-    def info(self, message: str, **fields: object) -> None:
+    def info(self, message: str, /, **fields: object) -> None:
         """Log at INFO."""
         if self.is_enabled(LogLevel.INFO):
             self.log(LogEntry(LogLevel.INFO, message, fields))
 
-    def warn(self, message: str, **fields: object) -> None:
+    def warn(self, message: str, /, **fields: object) -> None:
         """Log at WARN."""
         if self.is_enabled(LogLevel.WARN):
             self.log(LogEntry(LogLevel.WARN, message, fields))
 
-    def error(self, message: str, **fields: object) -> None:
+    def error(self, message: str, /, **fields: object) -> None:
         """Log at ERROR."""
         if self.is_enabled(LogLevel.ERROR):
             self.log(LogEntry(LogLevel.ERROR, message, fields))
