@@ -1,0 +1,153 @@
+"""One HTTP GET of a JSON credentials document, with every failure turned into a typed error.
+
+The credential endpoints (Vault, the container credentials endpoint) are asked rarely, once
+per lease, so each fetch uses its own short-lived client: no connection pool outlives it and
+no provider needs closing. An injected transport belongs to the caller and is not closed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Final
+
+import httpx
+
+from .._errors import (
+    CloudError,
+    InsufficientPermissions,
+    InvalidCredentials,
+    SerializationError,
+    TokenRefreshFailed,
+)
+from ..transport._classify import error_from_exception, scrub
+
+__all__ = ["BorrowedTransport", "fetch_json", "header_safe", "optional_text", "required_text"]
+
+# Credential documents are a few hundred bytes; anything this big is not one.
+_MAX_BODY: Final = 64 * 1024
+_MAX_DETAIL: Final = 200
+
+
+class BorrowedTransport(httpx.AsyncBaseTransport):
+    """Lends a caller's transport to a short-lived client without letting it close it."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pass  # the owner closes it
+
+
+def _status_error(source: str, status: int, detail: str) -> CloudError:
+    message = f"{source} answered HTTP {status}" + (f": {detail}" if detail else "")
+    error: CloudError
+    if status == 401:
+        error = InvalidCredentials(message + "; check the token it was sent")
+    elif status == 403:
+        error = InsufficientPermissions(message + "; the token is not allowed to read these")
+    elif status == 429 or status >= 500:
+        error = TokenRefreshFailed(message + "; the source is unwell, try again later")
+    else:
+        error = InvalidCredentials(message)
+    error.status_code = status
+    return error
+
+
+def _detail(body: bytes) -> str:
+    """A short, scrubbed reason from an error body: Vault's ``errors`` or AWS's ``message``."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    reasons: list[str] = []
+    if isinstance(document, dict):
+        errors = document.get("errors")
+        if isinstance(errors, list):
+            reasons.extend(item for item in errors if isinstance(item, str))
+        for key in ("message", "Message"):
+            value = document.get(key)
+            if isinstance(value, str):
+                reasons.append(value)
+    text = scrub("; ".join(reasons))
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+async def fetch_json(
+    source: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    transport: httpx.AsyncBaseTransport | None,
+    http_timeout: float,
+) -> tuple[dict[str, object], dt.datetime]:
+    """GET ``url`` and return its JSON object and the time the response arrived.
+
+    ``source`` names the endpoint in every error (and must itself hold no secret):
+    unreachable or too slow → :class:`~cloudkit_trio.TokenRefreshFailed` (the network error
+    as its cause); 401 and other 4xx → :class:`~cloudkit_trio.InvalidCredentials`; 403 →
+    :class:`~cloudkit_trio.InsufficientPermissions`; 429 and 5xx →
+    :class:`~cloudkit_trio.TokenRefreshFailed`; a body that is not a JSON object →
+    :class:`~cloudkit_trio.SerializationError`.
+    """
+    lent = None if transport is None else BorrowedTransport(transport)
+    failure: CloudError | None = None
+    async with httpx.AsyncClient(
+        transport=lent, timeout=http_timeout, follow_redirects=False
+    ) as client:
+        try:
+            async with client.stream("GET", url, headers=headers) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_BODY:
+                        raise SerializationError(f"{source} sent more than {_MAX_BODY} bytes")
+                status = response.status_code
+        except httpx.HTTPError as exc:
+            failure = error_from_exception(exc)
+    if failure is not None:
+        # Raised outside the handler so that httpx's exception, whose text may quote the
+        # request, is reachable only through the scrubbed error kept as the cause.
+        raise TokenRefreshFailed(f"{source} could not be reached: {failure}") from failure
+    arrived = dt.datetime.now(dt.UTC)
+    if not 200 <= status <= 299:
+        raise _status_error(source, status, _detail(bytes(body)))
+    document = _parse(bytes(body))
+    if document is None:
+        raise SerializationError(f"{source} answered HTTP {status} without a JSON object")
+    return document, arrived
+
+
+def _parse(body: bytes) -> dict[str, object] | None:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def required_text(document: Mapping[str, object], key: str, source: str) -> str:
+    """``document[key]`` as a non-empty string, or a SerializationError naming the key only."""
+    value = document.get(key)
+    if not isinstance(value, str) or not value:
+        raise SerializationError(f"{source} answered without a {key!r} string")
+    return value
+
+
+def optional_text(document: Mapping[str, object], key: str, source: str) -> str | None:
+    """``document[key]`` as a string, None when absent, null or empty."""
+    value = document.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SerializationError(f"{source} answered with a {key!r} that is not a string")
+    return value
+
+
+def header_safe(value: object) -> bool:
+    """Whether ``value`` can be sent as an HTTP header value as it is."""
+    return isinstance(value, str) and bool(value) and value.isascii() and value.isprintable()
