@@ -1,0 +1,313 @@
+"""One HTTP/1.1 connection: h11's state machine driven over a Trio stream.
+
+A :class:`Connection` sends one request and reads its response at a time; the pool in
+``_pool.py`` decides when it is reused. Every failure leaves here as one of httpx's own
+exceptions, so the single mapping in ``_classify.py`` turns it into the error tree. Each
+exchange also records what it proves about the request's fate (did any byte of it leave
+this host, did any byte of a response arrive, did the peer close the connection), which is
+what the retry-once rule of the transport reads.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from typing import Final, cast
+
+import attrs
+import h11
+import httpx
+import trio
+
+__all__ = ["Connection", "aclose_stream", "peer_closed"]
+
+READ_SIZE: Final = 64 * 1024
+# A first write no larger than this lands in an idle socket's empty send buffer whole or
+# not at all (Linux never shrinks a TCP send buffer below 4,608 bytes), so when it fails no
+# byte of the request left this host.
+_ATOMIC_WRITE: Final = 4096
+_END: Final = h11.EndOfMessage()
+_HTTP_11: Final = b"HTTP/1.1"
+_HOST: Final = b"host"
+_INF: Final = math.inf
+
+
+def peer_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` means the peer closed or reset the connection (not a TLS or OS fault)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, ConnectionError | ssl.SSLEOFError):
+            return True
+        seen += 1
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def aclose_stream(stream: trio.abc.Stream) -> None:
+    """Close ``stream`` at once, without a graceful TLS goodbye, even inside a cancelled scope."""
+    with trio.CancelScope(shield=True):
+        await trio.aclose_forcefully(stream)
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        return stream.socket
+    return None
+
+
+@attrs.define(eq=False)
+class Connection:
+    """An HTTP/1.1 client connection and what its current exchange proved so far."""
+
+    stream: trio.abc.Stream
+    #: The raw socket when the stream has one: a cheap liveness probe and a close that
+    #: never blocks. None for streams from a custom opener that are not socket streams.
+    socket: trio.socket.SocketType | None = attrs.field(init=False)
+    protocol: h11.Connection = attrs.field(init=False, factory=lambda: h11.Connection(h11.CLIENT))
+    #: Completed request/response cycles; above zero the connection counts as reused.
+    exchanges: int = attrs.field(init=False, default=0)
+    #: ``trio.current_time()`` when it was last returned to the pool.
+    idle_since: float = attrs.field(init=False, default=0.0)
+    #: Some byte of the current request may have reached the peer.
+    request_may_have_arrived: bool = attrs.field(init=False, default=False)
+    #: A streamed (non-replayable) request body has started to be consumed.
+    body_started: bool = attrs.field(init=False, default=False)
+    #: Some byte of a response arrived during the current exchange.
+    response_started: bool = attrs.field(init=False, default=False)
+    #: The current exchange failed because the peer closed or reset the connection.
+    closed_by_peer: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.socket = _socket_of(self.stream)
+
+    def is_alive(self) -> bool:
+        """Whether an idle connection still looks usable.
+
+        An idle HTTP/1.1 connection has nothing to read: readable means the peer closed it
+        (EOF or reset) or sent bytes nobody asked for. Either way it must not be reused.
+        """
+        sock = self.socket
+        return sock is None or not sock.is_readable()
+
+    def is_reusable(self) -> bool:
+        """Whether both sides finished the exchange and may start another one."""
+        h = self.protocol
+        return h.our_state is h11.DONE and h.their_state is h11.DONE
+
+    def finish_cycle(self) -> None:
+        """Reset the per-exchange state after a completed, reusable exchange."""
+        self.protocol.start_next_cycle()
+        self.exchanges += 1
+        self.request_may_have_arrived = False
+        self.body_started = False
+        self.response_started = False
+
+    async def aclose(self) -> None:
+        """Close the connection immediately; never blocks, also when cancelled."""
+        sock = self.socket
+        if sock is not None:
+            # Closing the file descriptor is synchronous and final; a TLS goodbye is not
+            # worth waiting for on a connection that is being dropped.
+            sock.close()
+        else:
+            await aclose_stream(self.stream)
+
+    # -- the exchange ----------------------------------------------------------------------
+
+    async def exchange(
+        self, request: httpx.Request, timeouts: dict[str, float | None]
+    ) -> h11.Response:
+        """Send ``request`` and read the head of its response.
+
+        Raises httpx's exceptions: ``WriteTimeout``/``ReadTimeout`` when one network write
+        or read takes longer than its timeout, ``WriteError``/``ReadError`` when the
+        connection breaks, ``RemoteProtocolError`` when the server breaks HTTP or closes
+        without answering, ``LocalProtocolError`` when the request is not valid HTTP.
+        """
+        write_timeout = timeouts.get("write")
+        read_timeout = timeouts.get("read")
+        writing = True
+        with trio.CancelScope() as scope:
+            try:
+                await self._send_request(request, scope, write_timeout)
+            except httpx.WriteError:
+                # The server may have answered early and closed (a 413 while we upload):
+                # its response is worth more than our write error.
+                writing = False
+                head = await self._receive_head_after_write_error(scope, read_timeout)
+                if head is None:
+                    raise
+                return head
+            writing = False
+            return await self._receive_head(scope, read_timeout)
+        if writing:
+            raise httpx.WriteTimeout(f"sending the request took longer than {write_timeout} s")
+        raise httpx.ReadTimeout(f"no response data within {read_timeout} s")
+
+    async def _send_request(
+        self, request: httpx.Request, scope: trio.CancelScope, write_timeout: float | None
+    ) -> None:
+        h = self.protocol
+        headers = request.headers.raw
+        if not headers or headers[0][0].lower() != _HOST:
+            headers = _with_host(headers, request.url)
+        try:
+            head = h.send(
+                h11.Request(
+                    method=request.method.encode("ascii"),
+                    target=request.url.raw_path,
+                    headers=headers,
+                )
+            )
+            stream = request.stream
+            if isinstance(stream, httpx.ByteStream):
+                body = b"".join(stream)
+                if body:
+                    data = h.send(h11.Data(data=body))
+                    end = h.send(_END)
+                    if len(head) + len(data) + len(end) <= _ATOMIC_WRITE:
+                        await self._write(head + data + end, scope, write_timeout)
+                    else:
+                        await self._write(head, scope, write_timeout)
+                        await self._write(data, scope, write_timeout)
+                        if end:
+                            await self._write(end, scope, write_timeout)
+                else:
+                    await self._write(head + h.send(_END), scope, write_timeout)
+                return
+            if not isinstance(stream, httpx.AsyncByteStream):
+                raise TypeError("an async transport needs an async request body")
+            await self._write(head, scope, write_timeout)
+            self.body_started = True
+            async for chunk in stream:
+                if chunk:
+                    await self._write(h.send(h11.Data(data=chunk)), scope, write_timeout)
+            end = h.send(_END)
+            if end:
+                await self._write(end, scope, write_timeout)
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
+
+    async def _write(
+        self, data: bytes, scope: trio.CancelScope, write_timeout: float | None
+    ) -> None:
+        if len(data) > _ATOMIC_WRITE:
+            self.request_may_have_arrived = True
+        scope.deadline = _INF if write_timeout is None else trio.current_time() + write_timeout
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            # Whatever an early response says, this connection cannot carry another request.
+            self.protocol.send_failed()
+            self.closed_by_peer = peer_closed(exc)
+            raise httpx.WriteError(f"the connection broke while sending: {exc!r}") from exc
+        finally:
+            scope.deadline = _INF
+        self.request_may_have_arrived = True
+
+    async def _receive(self, scope: trio.CancelScope, read_timeout: float | None) -> bytes:
+        scope.deadline = _INF if read_timeout is None else trio.current_time() + read_timeout
+        try:
+            data = await self.stream.receive_some(READ_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.closed_by_peer = peer_closed(exc)
+            raise httpx.ReadError(f"the connection broke while reading: {exc!r}") from exc
+        if data:
+            self.response_started = True
+        # h11 appends it to a bytearray: a bytearray from an unusual stream is fine too.
+        return cast("bytes", data)
+
+    async def _receive_head(
+        self, scope: trio.CancelScope, read_timeout: float | None
+    ) -> h11.Response:
+        h = self.protocol
+        try:
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self._receive(scope, read_timeout)
+                    if not data and not self.response_started:
+                        self.closed_by_peer = True
+                        raise httpx.RemoteProtocolError(
+                            "the server closed the connection without sending a response"
+                        )
+                    h.receive_data(data)
+                elif type(event) is h11.Response:
+                    return event
+                elif type(event) is not h11.InformationalResponse:
+                    # PAUSED after a 101 (we never ask to switch protocols) or anything else
+                    # a client cannot receive before a response head.
+                    raise httpx.RemoteProtocolError(f"unexpected {event!r} before the response")
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
+
+    async def _receive_head_after_write_error(
+        self, scope: trio.CancelScope, read_timeout: float | None
+    ) -> h11.Response | None:
+        try:
+            return await self._receive_head(scope, read_timeout)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            return None
+
+    async def receive_body_chunk(self, read_timeout: float | None) -> bytes | None:
+        """The next piece of the response body, or None at its end."""
+        h = self.protocol
+        try:
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    with trio.CancelScope() as scope:
+                        data = await self._receive(scope, read_timeout)
+                    if scope.cancelled_caught:
+                        raise httpx.ReadTimeout(f"no response data within {read_timeout} s")
+                    h.receive_data(data)
+                elif type(event) is h11.Data:
+                    return bytes(event.data)
+                elif type(event) is h11.EndOfMessage:
+                    return None
+                else:
+                    raise httpx.RemoteProtocolError(f"unexpected {event!r} in a response body")
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
+
+    def buffered_body(self) -> tuple[list[bytes], bool]:
+        """The body parts already received, without waiting; True once the body is complete.
+
+        Small responses usually arrive in the same read as their head: taking them out at
+        once lets the connection go back to the pool before the caller even reads.
+        """
+        h = self.protocol
+        parts: list[bytes] = []
+        try:
+            while True:
+                event = h.next_event()
+                if type(event) is h11.Data:
+                    parts.append(bytes(event.data))
+                elif type(event) is h11.EndOfMessage:
+                    return parts, True
+                elif event is h11.NEED_DATA:
+                    return parts, False
+                else:
+                    raise httpx.RemoteProtocolError(f"unexpected {event!r} in a response body")
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
+
+
+def _with_host(headers: list[tuple[bytes, bytes]], url: httpx.URL) -> list[tuple[bytes, bytes]]:
+    for name, _value in headers:
+        if name.lower() == _HOST:
+            return headers
+    host = url.raw_host
+    if b":" in host:
+        host = b"[" + host + b"]"
+    if url.port is not None:
+        host += b":%d" % url.port
+    return [(b"Host", host), *headers]
+
+
+def http_version(raw: bytes) -> bytes:
+    """httpx's ``http_version`` extension for h11's version string."""
+    return _HTTP_11 if raw == b"1.1" else b"HTTP/" + raw
