@@ -115,8 +115,15 @@ def _encode(raw: bytes) -> str:
     return quote(raw, safe="")
 
 
+def _encode_segment(segment: bytes) -> str:
+    encoded = _encode(unquote_to_bytes(segment))
+    # A "." or ".." that arrived encoded is part of a name (an S3 key), not navigation:
+    # it stays encoded, or httpx would remove it as a dot segment.
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
 def _encode_path(raw_path: bytes) -> str:
-    return "/".join(_encode(unquote_to_bytes(segment)) for segment in raw_path.split(b"/"))
+    return "/".join(_encode_segment(segment) for segment in raw_path.split(b"/"))
 
 
 def _parse_query(raw_query: bytes) -> list[tuple[bytes, bytes | None]]:
