@@ -5,6 +5,7 @@ extension points (also in :mod:`cloudkit_trio.spi`) and the context that runs th
 """
 
 from ._config import CloudConfig
+from ._context import Cloud, CloudContext, CloudContextBuilder, CloudStatistics
 from ._credentials import Credentials
 from ._errors import (
     AlreadyExists,
@@ -35,7 +36,10 @@ from ._errors import (
     ValidationError,
 )
 from ._exports import publish
+from ._operation import Operation, Response
 from ._provider import ProviderType, Region
+from ._submission import Reply, Submission
+from .runtime import BreakerState
 from .spi import (
     DO_NOT_RETRY,
     AuthProvider,
@@ -67,11 +71,16 @@ __all__ = [
     "AlreadyExists",
     "AuthError",
     "AuthProvider",
+    "BreakerState",
     "ChainAuthProvider",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Cloud",
     "CloudConfig",
+    "CloudContext",
+    "CloudContextBuilder",
     "CloudError",
+    "CloudStatistics",
     "ConfigError",
     "ConnectError",
     "ConnectionReset",
@@ -98,6 +107,7 @@ __all__ = [
     "NoopLogger",
     "NoopMetrics",
     "NotFound",
+    "Operation",
     "OperationMetrics",
     "OperationOutcome",
     "OperationTimeout",
@@ -107,6 +117,8 @@ __all__ = [
     "ProviderType",
     "RateLimited",
     "Region",
+    "Reply",
+    "Response",
     "Retry",
     "RetryDecision",
     "RetryPolicy",
@@ -115,6 +127,7 @@ __all__ = [
     "StaticAuthProvider",
     "StdlibLogger",
     "StructuredLogger",
+    "Submission",
     "TLSError",
     "TokenRefreshFailed",
     "ValidationError",

@@ -22,6 +22,11 @@ DEFAULT_REGION: Final = "us-east-1"
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_RETRIES: Final = 3
+DEFAULT_QUEUE_SIZE: Final = 1024
+DEFAULT_MAX_CONCURRENCY: Final = 256
+DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT: Final = 64
+DEFAULT_METRICS_QUEUE_SIZE: Final = 10_000
+DEFAULT_SHUTDOWN_GRACE: Final = 10.0
 
 # Provider variables, consulted after the CLOUD_* ones, in the order listed.
 _PROVIDER_REGION_VARS: Final[Mapping[ProviderType, tuple[str, ...]]] = {
@@ -136,6 +141,14 @@ def _non_negative_int(_instance: object, attribute: attrs.Attribute[int], value:
         )
 
 
+def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    _non_negative_int(_instance, attribute, value)
+    if value == 0:
+        raise ConfigError(
+            f"{attribute.name} must be >= 1, got {value!r}", field=attribute.name, value=value
+        )
+
+
 def _freeze_parameters(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return types.MappingProxyType(dict(value or {}))
 
@@ -173,6 +186,15 @@ class CloudConfig:
         max_retries: Retries after the first attempt for the default retry policy.
         parameters: Provider-specific settings; values whose names look secret
             (``*key*``, ``*token*``, ...) are hidden in ``repr()``.
+        queue_size: Capacity of the submission queue; a full queue applies backpressure
+            (``send`` waits, ``submit_nowait`` raises :class:`Overloaded`).
+        max_concurrency: Operations running at once, ``execute`` and channel together.
+        max_concurrency_per_endpoint: Operations running at once against one endpoint
+            (scheme, host, port): a bulkhead, so one slow endpoint cannot take every slot.
+        metrics_queue_size: Capacity of the metrics aggregator's queue; events past it
+            are dropped and counted, never waited for.
+        shutdown_grace: Seconds a graceful shutdown lets running and queued operations
+            finish before cancelling them with :class:`ContextClosed`.
 
     Invalid values raise :class:`ConfigError` naming the field and the value.
 
@@ -188,6 +210,15 @@ class CloudConfig:
         default=DEFAULT_CONNECT_TIMEOUT, validator=_positive_seconds
     )
     max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES, validator=_non_negative_int)
+    queue_size: int = attrs.field(default=DEFAULT_QUEUE_SIZE, validator=_positive_int)
+    max_concurrency: int = attrs.field(default=DEFAULT_MAX_CONCURRENCY, validator=_positive_int)
+    max_concurrency_per_endpoint: int = attrs.field(
+        default=DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT, validator=_positive_int
+    )
+    metrics_queue_size: int = attrs.field(
+        default=DEFAULT_METRICS_QUEUE_SIZE, validator=_positive_int
+    )
+    shutdown_grace: float = attrs.field(default=DEFAULT_SHUTDOWN_GRACE, validator=_positive_seconds)
     parameters: Mapping[str, str] = attrs.field(
         factory=dict,
         converter=_freeze_parameters,

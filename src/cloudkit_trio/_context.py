@@ -1,0 +1,604 @@
+"""The facade: CloudContext, its builder, and Cloud, the handle of a running runtime."""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Final, final, TYPE_CHECKING
+
+import attrs
+import httpx
+import trio
+
+from ._config import CloudConfig
+from ._errors import ConfigError, ContextClosed, Overloaded
+from ._operation import Operation, Response, endpoint_of
+from ._provider import ProviderType
+from ._submission import Reply, Submission
+from .actors import ChildSpec, Supervisor, SupervisorEvent, SupervisorHandle
+from .actors import EventKind as SupervisorEventKind
+from .runtime._aggregator import AggregatorStatistics, MetricsAggregator
+from .runtime._breaker import BreakerSnapshot
+from .runtime._credentials import CredentialRefresher, CredentialsSnapshot
+from .runtime._events import Gauge, RuntimeEvents, RuntimeMetric
+from .runtime._registry import BreakerRegistry
+from .runtime._router import Router, RouterStatistics
+from .runtime._runner import OperationRunner, RunnerStatistics
+from .spi import (
+    AuthProvider,
+    CircuitBreaker,
+    EnvAuthProvider,
+    ExponentialBackoff,
+    Logger,
+    MetricsCollector,
+    NoopMetrics,
+    RetryPolicy,
+    StdlibLogger,
+)
+from .transport._signing import NoAuthSigner, RequestSigner
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from collections.abc import AsyncGenerator, Hashable
+
+__all__ = ["Cloud", "CloudContext", "CloudContextBuilder", "CloudStatistics"]
+
+_DEFAULT_FLUSH_INTERVAL: Final = 0.1
+_NOT_SET: Final = object()
+
+
+@attrs.frozen(kw_only=True)
+class _Settings:
+    provider: ProviderType
+    config: CloudConfig
+    auth_provider: AuthProvider
+    retry_policy: RetryPolicy
+    breaker: CircuitBreaker | None
+    collectors: tuple[MetricsCollector, ...]
+    logger: Logger
+    transport: httpx.AsyncBaseTransport | None
+    signer: RequestSigner
+    advisory_window: float
+    mandatory_window: float
+    metrics_flush_interval: float
+
+
+def _check_instance(name: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must implement {kind.__name__}, got {type(value).__name__}")
+
+
+class CloudContextBuilder:
+    """Collects a context's configuration; :meth:`build` validates it and starts nothing.
+
+    Defaults: ``CloudConfig()``, :class:`EnvAuthProvider`, :class:`ExponentialBackoff`
+    with ``max_attempts = config.max_retries + 1``, a :class:`CircuitBreaker` per endpoint
+    with default settings, :class:`NoopMetrics`, :class:`StdlibLogger`, httpx's default
+    transport, and no request signing.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, provider: ProviderType | str) -> None:
+        self._provider = ProviderType.parse(provider)
+        self._config: CloudConfig | None = None
+        self._auth: AuthProvider | None = None
+        self._policy: RetryPolicy | None = None
+        self._breaker: object = _NOT_SET
+        self._collectors: tuple[MetricsCollector, ...] = ()
+        self._logger: Logger | None = None
+        self._transport: httpx.AsyncBaseTransport | None = None
+        self._signer: RequestSigner | None = None
+        self._windows = (15 * 60.0, 10 * 60.0)
+        self._flush_interval = _DEFAULT_FLUSH_INTERVAL
+
+    def config(self, config: CloudConfig) -> CloudContextBuilder:
+        """Use ``config`` (see :class:`CloudConfig`)."""
+        _check_instance("config", config, CloudConfig)
+        self._config = config
+        return self
+
+    def auth_provider(self, provider: AuthProvider) -> CloudContextBuilder:
+        """Where credentials come from."""
+        _check_instance("auth_provider", provider, AuthProvider)
+        self._auth = provider
+        return self
+
+    def retry_policy(self, policy: RetryPolicy) -> CloudContextBuilder:
+        """How failures are retried. A :class:`CircuitBreaker` also sets the breaker settings."""
+        _check_instance("retry_policy", policy, RetryPolicy)
+        self._policy = policy
+        return self
+
+    def circuit_breaker(self, settings: CircuitBreaker | None) -> CloudContextBuilder:
+        """Breaker settings for every endpoint, or ``None`` to run without breakers."""
+        if settings is not None:
+            _check_instance("circuit_breaker", settings, CircuitBreaker)
+        self._breaker = settings
+        return self
+
+    def metrics_collector(self, *collectors: MetricsCollector) -> CloudContextBuilder:
+        """Where metrics go; several collectors all receive every event."""
+        if not collectors:
+            raise TypeError("metrics_collector needs at least one collector")
+        for collector in collectors:
+            _check_instance("metrics_collector", collector, MetricsCollector)
+        self._collectors = collectors
+        return self
+
+    def logger(self, logger: Logger) -> CloudContextBuilder:
+        """Where the runtime logs retries, breaker transitions, refreshes and restarts."""
+        _check_instance("logger", logger, Logger)
+        self._logger = logger
+        return self
+
+    def transport(self, transport: httpx.AsyncBaseTransport) -> CloudContextBuilder:
+        """The httpx transport every attempt goes through (``httpx.MockTransport`` works)."""
+        _check_instance("transport", transport, httpx.AsyncBaseTransport)
+        self._transport = transport
+        return self
+
+    def signer(self, signer: RequestSigner) -> CloudContextBuilder:
+        """How credentials are put on each request (see ``cloudkit_trio.transport``)."""
+        _check_instance("signer", signer, RequestSigner)
+        self._signer = signer
+        return self
+
+    def credential_refresh(self, *, advisory: float, mandatory: float) -> CloudContextBuilder:
+        """Seconds before expiry to refresh in the background, and to make callers wait."""
+        for name, value in (("advisory", advisory), ("mandatory", mandatory)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise ConfigError(
+                    f"credential_refresh {name} must be seconds >= 0, got {value!r}",
+                    field=name,
+                    value=value,
+                )
+        if mandatory > advisory:
+            raise ConfigError(
+                f"credential_refresh mandatory ({mandatory!r}) must not exceed advisory "
+                f"({advisory!r})",
+                field="mandatory",
+                value=mandatory,
+            )
+        self._windows = (float(advisory), float(mandatory))
+        return self
+
+    def metrics_flush_interval(self, seconds: float) -> CloudContextBuilder:
+        """How often the metrics aggregator forwards to collectors (default 0.1 s)."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (math.isfinite(seconds) and seconds > 0)
+        ):
+            raise ConfigError(
+                f"metrics_flush_interval must be seconds > 0, got {seconds!r}",
+                field="metrics_flush_interval",
+                value=seconds,
+            )
+        self._flush_interval = float(seconds)
+        return self
+
+    def build(self) -> CloudContext:
+        """Validate and return the context. Nothing starts until it is entered or served."""
+        config = self._config if self._config is not None else CloudConfig()
+        policy = self._policy
+        breaker: CircuitBreaker | None
+        if isinstance(policy, CircuitBreaker):
+            breaker, policy = policy, policy.inner
+        elif self._breaker is _NOT_SET:
+            breaker = CircuitBreaker()
+        else:
+            assert self._breaker is None or isinstance(self._breaker, CircuitBreaker)
+            breaker = self._breaker
+        if policy is None:
+            policy = ExponentialBackoff(max_attempts=config.max_retries + 1)
+        settings = _Settings(
+            provider=self._provider,
+            config=config,
+            auth_provider=self._auth if self._auth is not None else EnvAuthProvider(),
+            retry_policy=policy,
+            breaker=breaker,
+            collectors=self._collectors or (NoopMetrics(),),
+            logger=self._logger if self._logger is not None else StdlibLogger(),
+            transport=self._transport,
+            signer=self._signer if self._signer is not None else NoAuthSigner(),
+            advisory_window=self._windows[0],
+            mandatory_window=self._windows[1],
+            metrics_flush_interval=self._flush_interval,
+        )
+        return CloudContext._create(settings)
+
+
+@final
+class CloudContext:
+    """A configured runtime, ready to run: ``async with context as cloud`` or
+    ``cloud = await nursery.start(context.serve)``.
+
+    Build one with :meth:`builder`. A context can be run more than once, one run at a time
+    being the usual pattern; each run has its own supervision tree, queues and state.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("use CloudContext.builder(provider)...build()")
+
+    @classmethod
+    def _create(cls, settings: _Settings) -> CloudContext:
+        self = object.__new__(cls)
+        self._settings = settings
+        self._running = None
+        return self
+
+    _settings: _Settings
+    _running: AbstractAsyncContextManager[Cloud] | None
+
+    @staticmethod
+    def builder(provider: ProviderType | str) -> CloudContextBuilder:
+        """Start configuring a context for ``provider``."""
+        return CloudContextBuilder(provider)
+
+    @property
+    def provider(self) -> ProviderType:
+        return self._settings.provider
+
+    @property
+    def config(self) -> CloudConfig:
+        return self._settings.config
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return (
+            f"CloudContext(provider={s.provider}, config={s.config!r}, "
+            f"auth_provider={s.auth_provider!r}, retry_policy={s.retry_policy!r})"
+        )
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Cloud] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the runtime inside the caller's nursery until :meth:`Cloud.aclose` or cancellation.
+
+        ``cloud = await nursery.start(context.serve)`` hands back the :class:`Cloud`.
+        Cancelling the nursery stops the runtime at once: operations still running or
+        queued get :class:`ContextClosed`.
+        """
+        runtime = _Runtime(self._settings)
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(runtime.supervisor.run)
+            cloud = Cloud._create(runtime, handle)
+            task_status.started(cloud)
+            try:
+                await runtime.stopped.wait()
+            finally:
+                if not runtime.stopped.is_set():
+                    # Cancelled from outside: stop hard, but still answer everyone.
+                    runtime.runner.cancel_all()
+                    with trio.CancelScope(shield=True):
+                        await runtime.router.refuse_queued()
+                    nursery.cancel_scope.cancel()
+        runtime.close_queue()
+
+    async def __aenter__(self) -> Cloud:
+        if self._running is not None:
+            raise RuntimeError("this CloudContext is already running in an async with block")
+        running = self._run()
+        cloud = await running.__aenter__()
+        self._running = running
+        return cloud
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        running, self._running = self._running, None
+        assert running is not None
+        try:
+            return await running.__aexit__(exc_type, exc, traceback)
+        except BaseExceptionGroup as group:
+            raise _collapse(group, exc) from None
+
+    @asynccontextmanager
+    async def _run(self) -> AsyncGenerator[Cloud, None]:
+        async with trio.open_nursery() as nursery:
+            cloud = await nursery.start(self.serve)
+            try:
+                yield cloud
+            except BaseException:
+                cloud._runtime.runner.cancel_all()
+                nursery.cancel_scope.cancel()
+                raise
+            else:
+                await cloud.aclose()
+
+
+def _collapse(
+    group: BaseExceptionGroup[BaseException], original: BaseException | None
+) -> BaseException:
+    """One exception for the caller instead of our nursery's group, where that loses nothing."""
+    leaves = list(_leaves(group))
+    if original is not None and all(leaf is original for leaf in leaves):
+        return original
+    others = [leaf for leaf in leaves if leaf is not original]
+    if len(others) == 1 and (original is None or isinstance(original, trio.Cancelled)):
+        return others[0]
+    return group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(exc))
+        else:
+            found.append(exc)
+    return found
+
+
+class _Runtime:
+    """Everything one run of a context owns."""
+
+    def __init__(self, settings: _Settings) -> None:
+        config = settings.config
+        self.settings = settings
+        self.logger = settings.logger
+        self.submit_send, self.submit_receive = trio.open_memory_channel[Submission](
+            config.queue_size
+        )
+        self.aggregator = MetricsAggregator(
+            settings.collectors,
+            settings.logger,
+            capacity=config.metrics_queue_size,
+            flush_interval=settings.metrics_flush_interval,
+        )
+        self.events = RuntimeEvents(settings.provider, settings.logger, self.aggregator.emit)
+        self.refresher = CredentialRefresher(
+            settings.auth_provider,
+            self.events,
+            advisory_window=settings.advisory_window,
+            mandatory_window=settings.mandatory_window,
+        )
+        self.breakers = BreakerRegistry(settings.breaker, self.events, settings.logger)
+        self.owns_transport = settings.transport is None
+        transport = settings.transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency,
+                max_keepalive_connections=config.max_concurrency,
+            )
+        )
+        self.transport = transport
+        self.runner = OperationRunner(
+            provider=settings.provider,
+            config=config,
+            transport=transport,
+            signer=settings.signer,
+            policy=settings.retry_policy,
+            refresher=self.refresher,
+            breakers=self.breakers,
+            events=self.events,
+            max_concurrency=config.max_concurrency,
+            max_per_endpoint=config.max_concurrency_per_endpoint,
+        )
+        self.router = Router(
+            self.submit_receive, self.runner, settings.logger, workers=config.max_concurrency
+        )
+        self.aggregator.add_sampler(self._sample)
+        self.supervisor = Supervisor(
+            [
+                ChildSpec("metrics-aggregator", self.aggregator.run, shutdown=10.0),
+                ChildSpec("credential-refresher", self.refresher.run, shutdown=1.0),
+                ChildSpec("breaker-registry", self.breakers.run, shutdown=5.0),
+                ChildSpec("router", self.router.run, shutdown=config.shutdown_grace),
+            ],
+            max_restarts=3,
+            within=5.0,
+            logger=settings.logger,
+            name="cloudkit",
+            on_event=self._supervisor_event,
+        )
+        self.stopped = trio.Event()
+        self.closing = False
+
+    def _supervisor_event(self, event: SupervisorEvent) -> None:
+        if event.kind is SupervisorEventKind.CHILD_RESTARTING and event.child_id is not None:
+            self.events.supervisor_restart(event.child_id)
+
+    def _sample(self) -> list[Gauge]:
+        return [
+            Gauge(RuntimeMetric.QUEUE_DEPTH, self.submit_send.statistics().current_buffer_used, {}),
+            Gauge(RuntimeMetric.INFLIGHT, self.runner.inflight, {}),
+        ]
+
+    def close_queue(self) -> None:
+        self.submit_receive.close()
+        self.submit_send.close()
+
+
+@attrs.frozen
+class CloudStatistics:
+    """Counters of a running context.
+
+    .. versionadded:: 0.1.0
+    """
+
+    queued: int
+    queue_capacity: int
+    runner: RunnerStatistics
+    router: RouterStatistics
+    metrics: AggregatorStatistics
+    breakers: tuple[BreakerSnapshot, ...]
+    credentials: CredentialsSnapshot
+
+
+@final
+class Cloud:
+    """A running runtime: submit operations, inspect and control it, stop it.
+
+    You get one from ``async with context as cloud`` or ``await nursery.start(context.serve)``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self) -> None:
+        raise TypeError(
+            "a Cloud comes from `async with CloudContext` or `nursery.start(context.serve)`"
+        )
+
+    @classmethod
+    def _create(cls, runtime: _Runtime, supervisor: SupervisorHandle) -> Cloud:
+        self = object.__new__(cls)
+        self._runtime = runtime
+        self._supervisor = supervisor
+        self._closed = trio.Event()
+        return self
+
+    _runtime: _Runtime
+    _supervisor: SupervisorHandle
+    _closed: trio.Event
+
+    @property
+    def provider(self) -> ProviderType:
+        return self._runtime.settings.provider
+
+    @property
+    def config(self) -> CloudConfig:
+        return self._runtime.settings.config
+
+    @property
+    def supervisor(self) -> SupervisorHandle:
+        """The runtime's supervisor: ``start_child`` your own workers into the same tree."""
+        return self._supervisor
+
+    # The timeout keyword is the public contract (DESIGN.md §4.1); it becomes a deadline.
+    async def execute(self, operation: Operation, *, timeout: float | None = None) -> Response:  # noqa: ASYNC109
+        """Run ``operation`` and return its response, or raise a :class:`CloudError`.
+
+        ``timeout`` bounds the whole operation (every attempt and backoff), like
+        ``Operation.timeout``; the earlier of the two applies.
+        """
+        if not isinstance(operation, Operation):
+            raise TypeError(f"execute() takes an Operation, got {type(operation).__name__}")
+        runner = self._runtime.runner
+        runner.check_open(operation)
+        if timeout is None:
+            return await runner.run(operation)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not (math.isfinite(timeout) and timeout > 0)
+        ):
+            raise ConfigError(
+                f"timeout must be seconds > 0 or None, got {timeout!r}",
+                field="timeout",
+                value=timeout,
+            )
+        return await runner.run(operation, trio.current_time() + timeout)
+
+    def submit_channel(self) -> trio.MemorySendChannel[Submission]:
+        """A clone of the runtime's submission channel; close it when you are done.
+
+        ``await channel.send(Submission(op, reply_to))`` waits while the queue is full.
+        Every accepted submission gets exactly one :class:`Reply` on ``reply_to``.
+        """
+        if self._runtime.closing:
+            raise ContextClosed("the cloud context is shutting down")
+        return self._runtime.submit_send.clone()
+
+    def submit_nowait(self, submission: Submission) -> None:
+        """Queue ``submission`` without waiting; raise :class:`Overloaded` if the queue is full."""
+        if not isinstance(submission, Submission):
+            raise TypeError(f"submit_nowait() takes a Submission, got {type(submission).__name__}")
+        if self._runtime.closing:
+            raise ContextClosed("the cloud context is shutting down; submission refused")
+        try:
+            self._runtime.submit_send.send_nowait(submission)
+        except trio.WouldBlock:
+            raise Overloaded(
+                f"the submission queue is full ({self.config.queue_size} waiting); "
+                "slow down or raise CloudConfig.queue_size",
+                service=submission.operation.service,
+                operation=submission.operation.name,
+            ) from None
+
+    async def submit(
+        self, operation: Operation, *, correlation_id: Hashable | None = None
+    ) -> Reply:
+        """Submit through the queue and wait for the reply (for tests and simple callers)."""
+        send, receive = trio.open_memory_channel[Reply](1)
+        async with send, receive:
+            self.submit_nowait(Submission(operation, send, correlation_id))
+            return await receive.receive()
+
+    def statistics(self) -> CloudStatistics:
+        runtime = self._runtime
+        return CloudStatistics(
+            queued=runtime.submit_send.statistics().current_buffer_used,
+            queue_capacity=self.config.queue_size,
+            runner=runtime.runner.statistics(),
+            router=runtime.router.statistics(),
+            metrics=runtime.aggregator.statistics(),
+            breakers=runtime.breakers.snapshots(),
+            credentials=runtime.refresher.snapshot(str(self.provider)),
+        )
+
+    # -- breakers ----------------------------------------------------------------------------
+
+    def breaker(self, url_or_endpoint: str) -> BreakerSnapshot:
+        """The state of the breaker for an endpoint (a URL or ``scheme://host:port``)."""
+        return self._runtime.breakers.breaker(endpoint_of(url_or_endpoint)).snapshot(
+            trio.current_time()
+        )
+
+    def force_open(self, url_or_endpoint: str) -> None:
+        """Reject every call to the endpoint until :meth:`reset_breaker`."""
+        self._runtime.breakers.breaker(endpoint_of(url_or_endpoint)).force_open(trio.current_time())
+
+    def force_closed(self, url_or_endpoint: str) -> None:
+        """Admit every call to the endpoint, failures ignored, until :meth:`reset_breaker`."""
+        self._runtime.breakers.breaker(endpoint_of(url_or_endpoint)).force_closed(
+            trio.current_time()
+        )
+
+    def reset_breaker(self, url_or_endpoint: str) -> None:
+        """Close the endpoint's breaker and forget its failures."""
+        self._runtime.breakers.breaker(endpoint_of(url_or_endpoint)).reset(trio.current_time())
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Graceful shutdown (DESIGN.md §6.3).
+
+        Stop accepting; let running and queued operations finish for up to
+        ``CloudConfig.shutdown_grace`` seconds; cancel what is left, which gets
+        :class:`ContextClosed`; stop the supervision tree in reverse start order; drain the
+        metrics. Idempotent.
+        """
+        runtime = self._runtime
+        if runtime.closing:
+            await self._closed.wait()
+            return
+        runtime.closing = True
+        try:
+            runner, router = runtime.runner, runtime.router
+            runner.begin_closing()
+            router.begin_closing(runtime.submit_send.statistics().current_buffer_used)
+            with trio.move_on_after(self.config.shutdown_grace):
+                while not (router.drained or router.statistics().received == 0) or runner.inflight:
+                    if runner.inflight:
+                        await runner.wait_idle()
+                    else:
+                        await trio.sleep(0.01)
+            runner.cancel_all()
+            await self._supervisor.stop()
+            await router.refuse_queued()
+            if runtime.owns_transport:
+                with trio.move_on_after(1.0, shield=True):
+                    await runtime.transport.aclose()
+        finally:
+            runtime.stopped.set()
+            self._closed.set()

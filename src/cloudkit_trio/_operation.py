@@ -1,0 +1,223 @@
+"""Operations (what to do) and responses (what came back)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import types
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+import httpx
+
+from ._errors import ConfigError
+
+__all__ = ["Operation", "Response", "endpoint_of"]
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §9.2.2: these methods are idempotent; the rest are not unless the caller says so.
+_IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+_SECRET_HEADERS: Final = frozenset(
+    {"authorization", "proxy-authorization", "x-amz-security-token", "x-vault-token", "cookie"}
+)
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def endpoint_of(url: str) -> str:
+    """The endpoint key of ``url``: ``scheme://host:port`` with the default port made explicit.
+
+    Circuit breakers, bulkheads and metrics are kept per endpoint.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    return f"{scheme}://{host}:{port}"
+
+
+def _check_name(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"Operation.{attribute.name} must be a non-empty str, got {value!r}",
+            field=attribute.name,
+            value=value,
+        )
+
+
+def _upper(value: str) -> str:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _check_method(_instance: object, _attribute: object, value: str) -> None:
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ConfigError(
+            f"Operation.method must be an HTTP method such as 'GET', got {value!r}",
+            field="method",
+            value=value,
+        )
+
+
+def _check_url(_instance: object, _attribute: object, value: str | None) -> None:
+    if value is None:
+        return
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"Operation.url must be an absolute http:// or https:// URL, got {value!r}",
+            field="url",
+            value=value,
+        )
+
+
+def _check_path(_instance: object, _attribute: object, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or "://" in value):
+        raise ConfigError(
+            f"Operation.path must be a path relative to the configured endpoint, got {value!r}",
+            field="path",
+            value=value,
+        )
+
+
+def _freeze_strings(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return types.MappingProxyType(dict(value or {}))
+
+
+def _check_headers(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
+    assert isinstance(value, Mapping)
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise ConfigError(
+                f"Operation.{attribute.name} must map str to str; the entry for {key!r} does not",
+                field=attribute.name,
+                value=key,
+            )
+
+
+def _check_body(_instance: object, _attribute: object, value: bytes) -> None:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ConfigError(
+            f"Operation.body must be bytes, got {type(value).__name__}",
+            field="body",
+            value=type(value).__name__,
+        )
+
+
+def _check_timeout(_instance: object, _attribute: object, value: float | None) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ConfigError(
+            f"Operation.timeout must be seconds > 0 or None, got {value!r}",
+            field="timeout",
+            value=value,
+        )
+
+
+def _headers_repr(value: Mapping[str, str]) -> str:
+    return repr({k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in value.items()})
+
+
+def _body_repr(value: bytes) -> str:
+    return f"<{len(value)} bytes>"
+
+
+@attrs.frozen(kw_only=True)
+class Operation:
+    """One call to a cloud API: what the runtime authenticates, retries, measures and sends.
+
+    Give either an absolute ``url`` or a ``path`` resolved against the context's
+    ``CloudConfig.endpoint``. ``timeout`` bounds the whole operation, every attempt and
+    backoff included (each attempt is also bounded by ``CloudConfig.timeout``).
+    ``idempotent`` defaults from the method (GET, HEAD, PUT, DELETE, OPTIONS, TRACE are);
+    a non-idempotent operation is retried only when the request provably never reached the
+    server.
+
+    .. versionadded:: 0.1.0
+    """
+
+    service: str = attrs.field(validator=_check_name)
+    name: str = attrs.field(validator=_check_name)
+    method: str = attrs.field(default="GET", converter=_upper, validator=_check_method)
+    url: str | None = attrs.field(default=None, validator=_check_url)
+    path: str | None = attrs.field(default=None, validator=_check_path)
+    params: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_freeze_strings, validator=_check_headers, hash=False
+    )
+    headers: Mapping[str, str] = attrs.field(
+        factory=dict,
+        converter=_freeze_strings,
+        validator=_check_headers,
+        repr=_headers_repr,
+        hash=False,
+    )
+    body: bytes = attrs.field(default=b"", validator=_check_body, repr=_body_repr)
+    timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+    idempotent: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.url is None) == (self.path is None):
+            raise ConfigError(
+                "Operation needs exactly one of url= (absolute) or path= (relative to the "
+                "configured endpoint)",
+                field="url",
+                value=self.url,
+            )
+
+    @property
+    def is_idempotent(self) -> bool:
+        """Whether the operation may be repeated safely: ``idempotent``, or by its method."""
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.method in _IDEMPOTENT_METHODS
+
+    def resolve_url(self, endpoint: str | None) -> str:
+        """The absolute URL to send to; ``path`` is joined to ``endpoint``."""
+        if self.url is not None:
+            return self.url
+        assert self.path is not None
+        if endpoint is None:
+            raise ConfigError(
+                f"operation {self.service}.{self.name} has a relative path {self.path!r} but the "
+                "CloudConfig has no endpoint; set CloudConfig(endpoint=...) or pass url=",
+                field="endpoint",
+                value=None,
+                service=self.service,
+                operation=self.name,
+            )
+        return endpoint.rstrip("/") + "/" + self.path.lstrip("/")
+
+
+@attrs.frozen(eq=False)
+class Response:
+    """The final response of a successful operation (status below 300).
+
+    .. versionadded:: 0.1.0
+    """
+
+    status_code: int
+    headers: httpx.Headers = attrs.field(repr=False)
+    content: bytes = attrs.field(repr=_body_repr)
+    url: str
+    #: Attempts made, the successful one included.
+    attempts: int = 1
+    #: Seconds from the first attempt to the response, backoff included.
+    elapsed: float = 0.0
+
+    @property
+    def text(self) -> str:
+        """The body decoded with the charset of ``Content-Type`` (UTF-8 by default)."""
+        charset = httpx.Response(self.status_code, headers=self.headers).charset_encoding
+        return self.content.decode(charset or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.content)

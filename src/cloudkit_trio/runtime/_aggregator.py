@@ -1,0 +1,135 @@
+"""The metrics aggregator: takes metric events without blocking, forwards them in batches."""
+
+from __future__ import annotations
+
+from typing import Final, TYPE_CHECKING
+
+import attrs
+import trio
+
+from ..spi import Logger, MetricsCollector, OperationMetrics
+from ._events import Counter, Gauge, Histogram, MetricEvent, RuntimeMetric
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+__all__ = ["AggregatorStatistics", "MetricsAggregator"]
+
+# Shutdown may not wait forever for a slow collector.
+_FINAL_DRAIN_BUDGET: Final = 5.0
+
+
+@attrs.frozen
+class AggregatorStatistics:
+    """Counts kept by the metrics aggregator.
+
+    .. versionadded:: 0.1.0
+    """
+
+    queued: int
+    capacity: int
+    forwarded: int
+    dropped: int
+    collector_errors: int
+
+
+class MetricsAggregator:
+    """Owns a bounded queue of metric events and the task that forwards them.
+
+    :meth:`emit` never blocks and never raises: when the queue is full the event is dropped
+    and counted. The actor wakes every ``flush_interval`` seconds rather than per event, so
+    an operation never pays for a task switch to report itself; each wake also samples the
+    gauges (queue depth, in-flight operations, ...) from ``samplers``. On shutdown it
+    drains what is left. A collector that raises is logged and counted, and the others
+    still get the event.
+    """
+
+    def __init__(
+        self,
+        collectors: Sequence[MetricsCollector],
+        logger: Logger,
+        *,
+        capacity: int,
+        flush_interval: float,
+    ) -> None:
+        self._collectors = tuple(collectors)
+        self._logger = logger
+        self._capacity = capacity
+        self._flush_interval = flush_interval
+        self._send, self._receive = trio.open_memory_channel[MetricEvent](capacity)
+        self._samplers: list[Callable[[], Iterable[Gauge]]] = []
+        self.forwarded = 0
+        self.dropped = 0
+        self._reported_dropped = 0
+        self.collector_errors = 0
+
+    def emit(self, event: MetricEvent) -> None:
+        """Queue ``event`` for the collectors, or count it as dropped."""
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.dropped += 1
+
+    def add_sampler(self, sampler: Callable[[], Iterable[Gauge]]) -> None:
+        """Call ``sampler`` at every flush and forward the gauges it returns."""
+        self._samplers.append(sampler)
+
+    def statistics(self) -> AggregatorStatistics:
+        return AggregatorStatistics(
+            queued=self._send.statistics().current_buffer_used,
+            capacity=self._capacity,
+            forwarded=self.forwarded,
+            dropped=self.dropped,
+            collector_errors=self.collector_errors,
+        )
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[MetricsAggregator] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The actor body: flush periodically; drain what is left when stopped."""
+        task_status.started(self)
+        try:
+            while True:
+                await trio.sleep(self._flush_interval)
+                await self.flush()
+        finally:
+            with trio.move_on_after(_FINAL_DRAIN_BUDGET, shield=True):
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Sample the gauges and forward every queued event."""
+        for sampler in self._samplers:
+            for gauge in sampler():
+                self.emit(gauge)
+        if self.dropped > self._reported_dropped:
+            # Reported past the queue, which is full when this matters most.
+            newly = self.dropped - self._reported_dropped
+            self._reported_dropped = self.dropped
+            await self._forward(Counter(RuntimeMetric.METRICS_DROPPED, float(newly), {}))
+        while True:
+            try:
+                event = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            await self._forward(event)
+
+    async def _forward(self, event: MetricEvent) -> None:
+        for collector in self._collectors:
+            try:
+                if isinstance(event, OperationMetrics):
+                    await collector.record(event)
+                elif isinstance(event, Counter):
+                    await collector.increment_counter(event.name, event.value, event.tags)
+                elif isinstance(event, Gauge):
+                    await collector.record_gauge(event.name, event.value, event.tags)
+                else:
+                    assert isinstance(event, Histogram)
+                    await collector.record_histogram(event.name, event.value, event.tags)
+            except Exception as exc:  # a broken collector must not lose metrics for the others
+                self.collector_errors += 1
+                self._logger.error(
+                    "metrics collector failed",
+                    collector=type(collector).__name__,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+        self.forwarded += 1

@@ -1,0 +1,149 @@
+"""What the runtime reports: one place that turns runtime happenings into logs and metrics.
+
+Every runtime actor reports through :class:`RuntimeEvents`, which writes a log line (only
+when its level is on) and hands a metric event to the aggregator without ever blocking.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import attrs
+
+from .._provider import ProviderType
+from ..spi import LogEntry, Logger, LogLevel, OperationMetrics, Tags
+
+__all__ = ["Counter", "Gauge", "Histogram", "MetricEvent", "RuntimeEvents", "RuntimeMetric"]
+
+
+class RuntimeMetric(enum.StrEnum):
+    """Names of the runtime's own instruments, as passed to a MetricsCollector.
+
+    Collectors receive them through ``increment_counter``/``record_gauge``/
+    ``record_histogram`` with the tags listed here; operations go through ``record``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    #: Counter; tags provider, service, operation, error (the error class). One per retry.
+    RETRIES = "retries"
+    #: Histogram of seconds slept before a retry; tags provider, service, operation.
+    RETRY_DELAY = "retry_delay_seconds"
+    #: Counter; tags endpoint, from_state, to_state.
+    BREAKER_TRANSITIONS = "breaker_transitions"
+    #: Gauge of each breaker's state; tags endpoint, state (1 for the current state, else 0).
+    BREAKER_STATE = "breaker_state"
+    #: Counter of calls rejected by an open breaker; tags endpoint.
+    BREAKER_REJECTIONS = "breaker_rejections"
+    #: Counter; tags provider, outcome (success or failure).
+    CREDENTIAL_REFRESHES = "credential_refreshes"
+    #: Gauge of seconds since the credentials in use were fetched; tags provider.
+    CREDENTIAL_AGE = "credential_age_seconds"
+    #: Counter; tags child (the supervised child's id).
+    SUPERVISOR_RESTARTS = "supervisor_restarts"
+    #: Gauge of submissions waiting in the queue.
+    QUEUE_DEPTH = "submission_queue_depth"
+    #: Gauge of operations running now.
+    INFLIGHT = "inflight_operations"
+    #: Counter of metric events dropped because the aggregator's queue was full.
+    METRICS_DROPPED = "metrics_dropped"
+
+
+@attrs.frozen
+class Counter:
+    name: str
+    value: float
+    tags: Tags
+
+
+@attrs.frozen
+class Gauge:
+    name: str
+    value: float
+    tags: Tags
+
+
+@attrs.frozen
+class Histogram:
+    name: str
+    value: float
+    tags: Tags
+
+
+MetricEvent = OperationMetrics | Counter | Gauge | Histogram
+
+_NO_TAGS: Tags = {}
+
+
+@attrs.define(eq=False)
+class RuntimeEvents:
+    """The runtime's reporting facade (internal)."""
+
+    provider: ProviderType
+    logger: Logger
+    emit: Callable[[MetricEvent], None]
+
+    def operation(self, metrics: OperationMetrics) -> None:
+        self.emit(metrics)
+
+    def retry(
+        self, service: str, operation: str, endpoint: str, attempt: int, delay: float, error: str
+    ) -> None:
+        tags = {"provider": str(self.provider), "service": service, "operation": operation}
+        self.emit(Counter(RuntimeMetric.RETRIES, 1.0, {**tags, "error": error}))
+        self.emit(Histogram(RuntimeMetric.RETRY_DELAY, delay, tags))
+        if self.logger.is_enabled(LogLevel.INFO):
+            self.logger.info(
+                "operation retried",
+                provider=str(self.provider),
+                service=service,
+                operation=operation,
+                endpoint=endpoint,
+                attempt=attempt,
+                delay=round(delay, 6),
+                error=error,
+            )
+
+    def breaker_transition(self, endpoint: str, old: str, new: str) -> None:
+        self.emit(
+            Counter(
+                RuntimeMetric.BREAKER_TRANSITIONS,
+                1.0,
+                {"endpoint": endpoint, "from_state": old, "to_state": new},
+            )
+        )
+        level = LogLevel.WARN if new in ("open", "forced_open") else LogLevel.INFO
+        if self.logger.is_enabled(level):
+            self.logger.log(
+                LogEntry(
+                    level,
+                    "circuit breaker changed state",
+                    {"endpoint": endpoint, "from_state": old, "to_state": new},
+                )
+            )
+
+    def breaker_rejected(self, endpoint: str) -> None:
+        self.emit(Counter(RuntimeMetric.BREAKER_REJECTIONS, 1.0, {"endpoint": endpoint}))
+
+    def credential_refresh(self, *, ok: bool, error: str | None = None) -> None:
+        outcome = "success" if ok else "failure"
+        self.emit(
+            Counter(
+                RuntimeMetric.CREDENTIAL_REFRESHES,
+                1.0,
+                {"provider": str(self.provider), "outcome": outcome},
+            )
+        )
+        if ok:
+            self.logger.debug("credentials refreshed", provider=str(self.provider))
+        else:
+            self.logger.warn(
+                "credential refresh failed", provider=str(self.provider), error=error or ""
+            )
+
+    def supervisor_restart(self, child: str) -> None:
+        self.emit(Counter(RuntimeMetric.SUPERVISOR_RESTARTS, 1.0, {"child": child}))
+
+    def gauge(self, name: str, value: float, tags: Tags = _NO_TAGS) -> None:
+        self.emit(Gauge(name, value, tags))

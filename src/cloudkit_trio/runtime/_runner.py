@@ -1,0 +1,396 @@
+"""The per-operation pipeline: credentials, permit, send, classify, retry, report.
+
+This is the hot path. It runs on the caller's task for ``execute`` and on a router worker
+for channel submissions; either way it reads fresh state (credentials, a closed breaker)
+without a message round trip, and it reports to the metrics aggregator without blocking.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Final, TYPE_CHECKING
+
+import attrs
+import httpx
+import trio
+
+from .._errors import (
+    CircuitOpenError,
+    CloudError,
+    ContextClosed,
+    ExpiredCredentials,
+    OperationTimeout,
+)
+from .._operation import Operation, Response, endpoint_of
+from ..spi import DO_NOT_RETRY, OperationMetrics, OperationOutcome, RetryPolicy
+from ..transport._classify import error_from_exception, error_from_response
+from ._breaker import Outcome, Permit
+
+if TYPE_CHECKING:
+    from ._credentials import CredentialRefresher
+    from .._credentials import Credentials
+    from .._provider import ProviderType
+    from .._config import CloudConfig
+    from ..transport._signing import RequestSigner
+    from ._registry import BreakerRegistry
+    from ._events import RuntimeEvents
+
+__all__ = ["OperationRunner", "RunnerStatistics"]
+
+# Bulkheads of endpoints nobody uses are dropped once more than this many exist.
+_MAX_IDLE_BULKHEADS: Final = 1024
+
+
+@attrs.frozen
+class RunnerStatistics:
+    """Operations the pipeline is running.
+
+    .. versionadded:: 0.1.0
+    """
+
+    inflight: int
+    max_concurrency: int
+    endpoints_with_bulkheads: int
+
+
+class _Closing:
+    """Why an operation's scope was cancelled by the runtime."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+
+class OperationRunner:
+    """Runs operations to completion: every attempt, every retry, one result."""
+
+    def __init__(
+        self,
+        *,
+        provider: ProviderType,
+        config: CloudConfig,
+        transport: httpx.AsyncBaseTransport,
+        signer: RequestSigner,
+        policy: RetryPolicy,
+        refresher: CredentialRefresher,
+        breakers: BreakerRegistry,
+        events: RuntimeEvents,
+        max_concurrency: int,
+        max_per_endpoint: int,
+    ) -> None:
+        self._provider = provider
+        self._provider_name = str(provider)
+        self._config = config
+        self._transport = transport
+        self._signer = signer
+        self._needs_credentials = signer.needs_credentials
+        self._policy = policy
+        self._refresher = refresher
+        self._breakers = breakers
+        self._events = events
+        self._limiter = trio.CapacityLimiter(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._max_per_endpoint = max_per_endpoint
+        self._bulkheads: OrderedDict[str, trio.CapacityLimiter] = OrderedDict()
+        self._attempt_timeout = config.timeout
+        self._timeouts = {
+            "connect": config.connect_timeout,
+            "read": config.timeout,
+            "write": config.timeout,
+            "pool": config.timeout,
+        }
+        self._scopes: set[trio.CancelScope] = set()
+        self._closing = _Closing()
+        self.inflight = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.reason is not None
+
+    def begin_closing(self) -> None:
+        """Refuse new operations from now on (running ones go on)."""
+        if self._closing.reason is None:
+            self._closing.reason = "shutting down"
+
+    async def wait_idle(self) -> None:
+        """Return once no operation is running."""
+        await self._idle.wait()
+
+    def cancel_all(self) -> None:
+        """Cancel every running operation; each ends with :class:`ContextClosed`."""
+        self.begin_closing()
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    def statistics(self) -> RunnerStatistics:
+        return RunnerStatistics(
+            inflight=self.inflight,
+            max_concurrency=self._max_concurrency,
+            endpoints_with_bulkheads=len(self._bulkheads),
+        )
+
+    def check_open(self, operation: Operation) -> None:
+        if self._closing.reason is not None:
+            raise ContextClosed(
+                "the cloud context is shutting down; the operation was not started",
+                provider=self._provider_name,
+                service=operation.service,
+                operation=operation.name,
+            )
+
+    # -- one operation ---------------------------------------------------------------------
+
+    async def run(self, operation: Operation, deadline: float = math.inf) -> Response:
+        """Run ``operation`` until it succeeds, fails for good, or ``deadline`` passes."""
+        self.check_open(operation)
+        start = trio.current_time()
+        if operation.timeout is not None:
+            deadline = min(deadline, start + operation.timeout)
+        url = operation.resolve_url(self._config.endpoint)
+        endpoint = endpoint_of(url)
+        request = httpx.Request(
+            operation.method,
+            url,
+            params=operation.params or None,
+            headers=operation.headers,
+            content=bytes(operation.body),
+            extensions={"timeout": self._timeouts},
+        )
+        token = object()
+        bulkhead = self._bulkhead(endpoint)
+        self.inflight += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        scope = trio.CancelScope(deadline=deadline)
+        self._scopes.add(scope)
+        attempts = 0
+        last: CloudError | None = None
+        try:
+            with scope:
+                await self._acquire(self._limiter, token)
+                try:
+                    await self._acquire(bulkhead, token)
+                    try:
+                        response, attempts = await self._attempts(
+                            operation, request, url, endpoint, start, deadline
+                        )
+                        return response
+                    except CloudError as error:
+                        last = error
+                        attempts = error.attempt or attempts
+                        raise
+                    finally:
+                        bulkhead.release_on_behalf_of(token)
+                finally:
+                    self._limiter.release_on_behalf_of(token)
+            # Only reached when our own scope swallowed a cancellation.
+            if self._closing.reason is not None and trio.current_time() < deadline:
+                last = ContextClosed("the cloud context shut down before the operation finished")
+            else:
+                last = OperationTimeout(
+                    "the operation ran past its deadline",
+                    timeout=None if math.isinf(deadline) else deadline - start,
+                )
+            last.add_context(
+                provider=self._provider_name,
+                service=operation.service,
+                operation=operation.name,
+                endpoint=endpoint,
+            )
+            raise last
+        finally:
+            self._scopes.discard(scope)
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.set()
+            self._release_bulkhead(endpoint, bulkhead)
+            if last is not None:
+                self._report(operation, endpoint, start, OperationOutcome.FAILURE, attempts, last)
+
+    async def _attempts(
+        self,
+        operation: Operation,
+        request: httpx.Request,
+        url: str,
+        endpoint: str,
+        start: float,
+        deadline: float,
+    ) -> tuple[Response, int]:
+        attempt = 0  # attempts counted against the policy
+        sent = 0  # every attempt made, a forced credential retry included
+        refreshed = False
+        while True:
+            attempt += 1
+            sent += 1
+            credentials: Credentials | None = None
+            try:
+                if self._needs_credentials:
+                    credentials = await self._refresher.current()
+                response = await self._attempt(request, endpoint, credentials, deadline)
+            except CloudError as error:
+                error.add_context(
+                    provider=self._provider_name,
+                    service=operation.service,
+                    operation=operation.name,
+                    endpoint=endpoint,
+                    attempt=sent,
+                )
+                if (
+                    isinstance(error, ExpiredCredentials)
+                    and self._needs_credentials
+                    and not refreshed
+                ):
+                    # One refresh and one more attempt, whatever the policy says.
+                    refreshed = True
+                    attempt -= 1
+                    await self._refresher.refresh_after_rejection(credentials)
+                    continue
+                delay = self._retry_delay(operation, error, attempt, deadline)
+                if delay is None:
+                    error.attempt = sent
+                    raise
+                self._events.retry(
+                    operation.service, operation.name, endpoint, sent, delay, type(error).__name__
+                )
+                await trio.sleep(delay)
+                continue
+            response_obj = Response(
+                status_code=response.status_code,
+                headers=response.headers,
+                content=response.content,
+                url=url,
+                attempts=sent,
+                elapsed=trio.current_time() - start,
+            )
+            self._report(
+                operation,
+                endpoint,
+                start,
+                OperationOutcome.SUCCESS,
+                sent,
+                None,
+                response.status_code,
+            )
+            return response_obj, sent
+
+    def _retry_delay(
+        self, operation: Operation, error: CloudError, attempt: int, deadline: float
+    ) -> float | None:
+        if isinstance(error, CircuitOpenError) or attempt >= self._policy.max_attempts:
+            return None
+        if error.request_sent and not operation.is_idempotent:
+            return None
+        decision = self._policy.should_retry(error, attempt)
+        if decision is DO_NOT_RETRY:
+            return None
+        # A retry is never scheduled past the deadline: it could not finish in time.
+        if trio.current_time() + decision.delay >= deadline:
+            return None
+        return decision.delay
+
+    async def _attempt(
+        self,
+        request: httpx.Request,
+        endpoint: str,
+        credentials: Credentials | None,
+        deadline: float,
+    ) -> httpx.Response:
+        breaker = self._breakers.get(endpoint)
+        now = trio.current_time()
+        permit: Permit | None = None
+        if breaker is not None:
+            try:
+                permit = breaker.acquire(now)
+            except CircuitOpenError:
+                self._events.breaker_rejected(endpoint)
+                raise
+        outcome = Outcome.IGNORED
+        try:
+            self._signer.sign(request, credentials)
+            with trio.move_on_at(min(deadline, now + self._attempt_timeout)) as attempt_scope:
+                try:
+                    response = await self._transport.handle_async_request(request)
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                except CloudError:
+                    raise
+                except Exception as exc:
+                    raise error_from_exception(exc) from exc
+            if attempt_scope.cancelled_caught:
+                raise OperationTimeout(
+                    f"the attempt timed out after {self._attempt_timeout:g}s",
+                    timeout=self._attempt_timeout,
+                )
+            error = error_from_response(
+                response.status_code,
+                response.headers,
+                response.content,
+                reason=response.reason_phrase,
+            )
+            if error is not None:
+                outcome = Outcome.FAILURE if error.retryable else Outcome.IGNORED
+                raise error
+            outcome = Outcome.SUCCESS
+            return response
+        except CloudError as error:
+            if error.retryable:
+                outcome = Outcome.FAILURE
+            raise
+        finally:
+            if breaker is not None and permit is not None:
+                # Synchronous, so a half-open probe permit comes back even when cancelled.
+                breaker.release(permit, outcome, trio.current_time())
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _acquire(limiter: trio.CapacityLimiter, token: object) -> None:
+        try:
+            limiter.acquire_on_behalf_of_nowait(token)
+        except trio.WouldBlock:
+            await limiter.acquire_on_behalf_of(token)
+
+    def _bulkhead(self, endpoint: str) -> trio.CapacityLimiter:
+        bulkhead = self._bulkheads.get(endpoint)
+        if bulkhead is None:
+            bulkhead = self._bulkheads[endpoint] = trio.CapacityLimiter(self._max_per_endpoint)
+        return bulkhead
+
+    def _release_bulkhead(self, endpoint: str, bulkhead: trio.CapacityLimiter) -> None:
+        if (
+            len(self._bulkheads) > _MAX_IDLE_BULKHEADS
+            and bulkhead.borrowed_tokens == 0
+            and bulkhead.statistics().tasks_waiting == 0
+        ):
+            self._bulkheads.pop(endpoint, None)
+
+    def _report(
+        self,
+        operation: Operation,
+        endpoint: str,
+        start: float,
+        outcome: OperationOutcome,
+        attempts: int,
+        error: CloudError | None,
+        status: int | None = None,
+    ) -> None:
+        self._events.operation(
+            OperationMetrics(
+                provider=self._provider,
+                service=operation.service,
+                operation=operation.name,
+                duration=trio.current_time() - start,
+                outcome=outcome,
+                retry_count=max(attempts - 1, 0),
+                status_code=status if error is None else error.status_code,
+                error_code=None if error is None else (error.code or type(error).__name__),
+                endpoint=endpoint,
+            )
+        )

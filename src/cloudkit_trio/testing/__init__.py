@@ -1,0 +1,18 @@
+"""Test doubles for code that uses cloudkit_trio: fault injection and recording SPIs.
+
+.. versionadded:: 0.1.0
+"""
+
+from .._exports import publish
+from ._faults import Fault, FaultyTransport
+from ._recording import CapturingLogger, RecordedInstrument, RecordingMetrics
+
+__all__ = [
+    "CapturingLogger",
+    "Fault",
+    "FaultyTransport",
+    "RecordedInstrument",
+    "RecordingMetrics",
+]
+
+publish(__name__, globals(), __all__)

@@ -1,0 +1,74 @@
+"""Request signing: how credentials are put on a request, per provider."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable, TYPE_CHECKING
+
+
+if TYPE_CHECKING:
+    from .._credentials import Credentials
+    import httpx
+
+__all__ = ["BearerTokenSigner", "NoAuthSigner", "RequestSigner"]
+
+
+@runtime_checkable
+class RequestSigner(Protocol):
+    """Puts credentials on a request, right before each attempt is sent.
+
+    ``sign`` is synchronous and called once per attempt (a retry is signed again, with the
+    then-current credentials and time). It may add or replace headers and the URL's query.
+    When ``needs_credentials`` is false the runtime never asks the auth provider for
+    anything, so unauthenticated endpoints work without credentials configured.
+
+    .. versionadded:: 0.1.0
+    """
+
+    @property
+    def needs_credentials(self) -> bool:
+        """Whether :meth:`sign` uses credentials."""
+        ...
+
+    def sign(self, request: httpx.Request, credentials: Credentials | None) -> None:
+        """Authenticate ``request`` in place."""
+        ...
+
+
+class NoAuthSigner:
+    """Sends requests as they are; for public endpoints and pre-signed URLs.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+    needs_credentials = False
+
+    def sign(self, request: httpx.Request, credentials: Credentials | None) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "NoAuthSigner()"
+
+
+class BearerTokenSigner:
+    """Sends ``Authorization: Bearer <token>``: the session token, or else the secret key.
+
+    Suits OAuth2 access tokens (Google Cloud, Azure AD) supplied through an
+    :class:`~cloudkit_trio.AuthProvider` as the ``session_token`` of temporary credentials.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+    needs_credentials = True
+
+    def sign(self, request: httpx.Request, credentials: Credentials | None) -> None:
+        if credentials is None:
+            raise TypeError("BearerTokenSigner needs credentials")
+        token = credentials.session_token or credentials.secret_key
+        request.headers["Authorization"] = f"Bearer {token}"
+
+    def __repr__(self) -> str:
+        return "BearerTokenSigner()"
