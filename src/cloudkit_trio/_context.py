@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Final, final, TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, final
 
 import attrs
 import httpx
@@ -38,8 +38,8 @@ from .spi import (
 from .transport._signing import NoAuthSigner, RequestSigner
 
 if TYPE_CHECKING:
-    from types import TracebackType
     from collections.abc import AsyncGenerator, Hashable
+    from types import TracebackType
 
 __all__ = ["Cloud", "CloudContext", "CloudContextBuilder", "CloudStatistics"]
 

@@ -9,15 +9,16 @@ told about every state change through ``on_change``.
 from __future__ import annotations
 
 import enum
-from typing import Final, TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from .._errors import CircuitOpenError
 
 if TYPE_CHECKING:
-    from ..spi import CircuitBreaker
     from collections.abc import Callable
+
+    from ..spi import CircuitBreaker
 
 __all__ = ["Breaker", "BreakerSnapshot", "BreakerState", "Outcome", "Permit"]
 

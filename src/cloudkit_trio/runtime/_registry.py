@@ -14,16 +14,16 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..actors import ChildSpec, Restart, Supervisor
 from ._breaker import Breaker, BreakerSnapshot, BreakerState
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._events import RuntimeEvents
     from ..spi import CircuitBreaker, Logger
+    from ._events import RuntimeEvents
 
 __all__ = ["BreakerRegistry"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Final, TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import httpx
@@ -28,13 +28,13 @@ from ..transport._classify import error_from_exception, error_from_response
 from ._breaker import Outcome, Permit
 
 if TYPE_CHECKING:
-    from ._credentials import CredentialRefresher
+    from .._config import CloudConfig
     from .._credentials import Credentials
     from .._provider import ProviderType
-    from .._config import CloudConfig
     from ..transport._signing import RequestSigner
-    from ._registry import BreakerRegistry
+    from ._credentials import CredentialRefresher
     from ._events import RuntimeEvents
+    from ._registry import BreakerRegistry
 
 __all__ = ["OperationRunner", "RunnerStatistics"]
 

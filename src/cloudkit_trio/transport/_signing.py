@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable, TYPE_CHECKING
-
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .._credentials import Credentials
     import httpx
+
+    from .._credentials import Credentials
 
 __all__ = ["BearerTokenSigner", "NoAuthSigner", "RequestSigner"]
 
