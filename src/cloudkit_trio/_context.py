@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final, final
 import attrs
 import httpx
 import trio
+import trio.lowlevel
 
 from ._config import CloudConfig
 from ._errors import ConfigError, ContextClosed, Overloaded
@@ -586,13 +587,18 @@ class Cloud:
         try:
             runner, router = runtime.runner, runtime.router
             runner.begin_closing()
-            router.begin_closing(runtime.submit_send.statistics().current_buffer_used)
+            # Drain: whatever is queued or running may finish within the grace period.
             with trio.move_on_after(self.config.shutdown_grace):
-                while not (router.drained or router.statistics().received == 0) or runner.inflight:
-                    if runner.inflight:
-                        await runner.wait_idle()
-                    else:
-                        await trio.sleep(0.01)
+                while True:
+                    await runner.wait_idle()
+                    # Let workers that were just handed a submission start it.
+                    await trio.lowlevel.checkpoint()
+                    await trio.lowlevel.checkpoint()
+                    queued = runtime.submit_send.statistics().current_buffer_used
+                    if runner.inflight == 0 and queued == 0:
+                        break
+                    if runner.inflight == 0:
+                        await trio.lowlevel.checkpoint()
             runner.cancel_all()
             await self._supervisor.stop()
             await router.refuse_queued()

@@ -63,7 +63,6 @@ class Router:
         self._workers = workers
         self._receiving: set[trio.CancelScope] = set()
         self._stopping = False
-        self._admit: int | None = None
         self.received = 0
         self.replied = 0
         self.undeliverable = 0
@@ -78,14 +77,10 @@ class Router:
             workers=self._workers,
         )
 
-    def begin_closing(self, admit: int) -> None:
-        """Serve the ``admit`` submissions already queued; refuse any that arrive later."""
-        if self._admit is None:
-            self._admit = admit
-
     @property
-    def drained(self) -> bool:
-        return self._admit is not None and self._admit <= 0
+    def idle(self) -> bool:
+        """Whether every worker waits for a submission (none is busy or about to be)."""
+        return len(self._receiving) == self._workers
 
     def request_stop(self) -> None:
         """Graceful stop: workers finish their operation, refuse the queue, and return."""
@@ -118,12 +113,6 @@ class Router:
 
     async def _serve(self, submission: Submission) -> None:
         operation = submission.operation
-        if self._admit is not None:
-            if self._admit <= 0:
-                self.refused += 1
-                await self._deliver(submission, Reply(submission.correlation_id, error=_closed()))
-                return
-            self._admit -= 1
         try:
             response = await self._runner.run(operation)
         except CloudError as error:

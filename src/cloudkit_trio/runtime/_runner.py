@@ -103,6 +103,7 @@ class OperationRunner:
         }
         self._scopes: set[trio.CancelScope] = set()
         self._closing = _Closing()
+        self._cancelled = False
         self.inflight = 0
         self._idle = trio.Event()
         self._idle.set()
@@ -123,8 +124,9 @@ class OperationRunner:
         await self._idle.wait()
 
     def cancel_all(self) -> None:
-        """Cancel every running operation; each ends with :class:`ContextClosed`."""
+        """Cancel every running operation and refuse new ones: all end in :class:`ContextClosed`."""
         self.begin_closing()
+        self._cancelled = True
         for scope in list(self._scopes):
             scope.cancel()
 
@@ -147,8 +149,18 @@ class OperationRunner:
     # -- one operation ---------------------------------------------------------------------
 
     async def run(self, operation: Operation, deadline: float = math.inf) -> Response:
-        """Run ``operation`` until it succeeds, fails for good, or ``deadline`` passes."""
-        self.check_open(operation)
+        """Run ``operation`` until it succeeds, fails for good, or ``deadline`` passes.
+
+        Runs even while closing: operations admitted before shutdown may finish within the
+        grace period. Callers that admit new work check :meth:`check_open` first.
+        """
+        if self._cancelled:
+            raise ContextClosed(
+                "the cloud context shut down before the operation started",
+                provider=self._provider_name,
+                service=operation.service,
+                operation=operation.name,
+            )
         start = trio.current_time()
         if operation.timeout is not None:
             deadline = min(deadline, start + operation.timeout)
