@@ -393,7 +393,7 @@ class _Runtime:
             [
                 ChildSpec("metrics-aggregator", self.aggregator.run, shutdown=10.0),
                 ChildSpec("credential-refresher", self.refresher.run, shutdown=1.0),
-                ChildSpec("breaker-registry", self.breakers.run, shutdown=5.0),
+                ChildSpec("breakers", self.breakers.supervisor.run),
                 ChildSpec("router", self.router.run, shutdown=config.shutdown_grace),
             ],
             max_restarts=3,

@@ -251,11 +251,12 @@ class TestChannel:
         async with context(_Hang([10.0]), config=config) as cloud:
             send, receive = trio.open_memory_channel[ck.Reply](10)
             accepted = 0
+            for n in range(3):
+                cloud.submit_nowait(ck.Submission(op(), send, correlation_id=n))
+                accepted += 1
+                await trio.testing.wait_all_tasks_blocked()
             with pytest.raises(ck.Overloaded, match="queue is full"):
-                for n in range(10):
-                    cloud.submit_nowait(ck.Submission(op(), send, correlation_id=n))
-                    accepted += 1
-                    await trio.testing.wait_all_tasks_blocked()
+                cloud.submit_nowait(ck.Submission(op(), send, correlation_id=99))
             replies = [await receive.receive() for _ in range(accepted)]
         assert accepted == 3  # one running, two queued
         assert all(r.ok for r in replies)

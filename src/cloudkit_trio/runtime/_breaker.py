@@ -214,6 +214,8 @@ class Breaker:
         return self.state is BreakerState.CLOSED and self.probes == 0
 
     def snapshot(self, now: float) -> BreakerSnapshot:
+        """The state as of ``now`` (a break that is over reads as half-open)."""
+        self.half_open_if_due(now)
         calls, failures = self._totals(now)
         until = None
         if self.state is BreakerState.OPEN and self.half_open_at is not None:

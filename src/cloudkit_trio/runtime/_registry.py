@@ -44,7 +44,14 @@ class BreakerRegistry:
         self.unprotected = 0
         self.evictions = 0
         self._child_ids: dict[str, str] = {}
-        self._next_child = 0
+        #: The breakers' supervisor: the registry actor first, then one actor per breaker.
+        self.supervisor = Supervisor(
+            [ChildSpec("registry", self._serve_requests, shutdown=1.0)],
+            max_restarts=10,
+            within=1.0,
+            logger=logger,
+            name="breakers",
+        )
 
     @property
     def enabled(self) -> bool:
@@ -137,41 +144,35 @@ class BreakerRegistry:
 
     # -- the actors ------------------------------------------------------------------------
 
-    async def run(
-        self, *, task_status: trio.TaskStatus[BreakerRegistry] = trio.TASK_STATUS_IGNORED
+    async def _serve_requests(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """The registry actor: a supervisor for breaker actors, fed by spawn/evict requests."""
-        supervisor = Supervisor(
-            [], max_restarts=10, within=1.0, logger=self._logger, name="breakers"
-        )
-        async with trio.open_nursery() as nursery:
-            handle = await nursery.start(supervisor.run)
-            # After a restart of the registry, breakers that survived get their actors back.
-            for endpoint in list(self._breakers):
-                self._request("spawn", endpoint)
-            task_status.started(self)
-            try:
-                async for kind, endpoint in self._requests:
-                    if kind == "spawn":
-                        if endpoint in self._breakers and endpoint not in self._child_ids:
-                            child_id = f"breaker:{endpoint}"
-                            self._child_ids[endpoint] = child_id
-                            await handle.start_child(
-                                ChildSpec(
-                                    child_id,
-                                    partial(self._breaker_actor, endpoint),
-                                    restart=Restart.TRANSIENT,
-                                    shutdown=1.0,
-                                )
-                            )
-                    else:
-                        child_id_or_none = self._child_ids.pop(endpoint, None)
-                        if child_id_or_none is not None:
-                            await handle.terminate_child(child_id_or_none)
-                            await handle.delete_child(child_id_or_none)
-            finally:
-                self._child_ids.clear()
-                nursery.cancel_scope.cancel()
+        """The registry actor: starts and stops breaker actors as endpoints come and go."""
+        handle = self.supervisor.handle
+        # After a restart, breakers that survived get their actors back.
+        self._child_ids.clear()
+        for endpoint in list(self._breakers):
+            self._request("spawn", endpoint)
+        task_status.started()
+        async for kind, endpoint in self._requests:
+            if kind == "spawn":
+                if endpoint in self._breakers and endpoint not in self._child_ids:
+                    child_id = self._child_ids[endpoint] = f"breaker:{endpoint}"
+                    if child_id in (child.id for child in handle.which_children()):
+                        continue  # still running from before a registry restart
+                    await handle.start_child(
+                        ChildSpec(
+                            child_id,
+                            partial(self._breaker_actor, endpoint),
+                            restart=Restart.TRANSIENT,
+                            shutdown=1.0,
+                        )
+                    )
+            else:
+                child_id_or_none = self._child_ids.pop(endpoint, None)
+                if child_id_or_none is not None:
+                    await handle.terminate_child(child_id_or_none)
+                    await handle.delete_child(child_id_or_none)
 
     async def _breaker_actor(
         self, endpoint: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -1,0 +1,228 @@
+"""Per-endpoint circuit breakers: opening, rejecting, half-open probes, control, eviction."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import cloudkit_trio as ck
+from cloudkit_trio.runtime import BreakerState
+from cloudkit_trio.testing import RecordingMetrics
+
+from ._support import ENDPOINT, Script, context, op
+
+BREAKER = ck.CircuitBreaker(
+    ck.NoRetry(), minimum_throughput=4, failure_ratio=0.5, break_duration=5.0, idle_eviction=60.0
+)
+
+
+class TestBreakerBehaviour:
+    async def test_opens_rejects_half_opens_and_closes(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Failures open the circuit; calls are rejected without a request; a probe closes it."""
+        script = Script([503] * 4)
+        metrics = RecordingMetrics()
+        async with context(script, policy=BREAKER, metrics=metrics) as cloud:
+            for _ in range(4):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            assert cloud.breaker(ENDPOINT).state is BreakerState.OPEN
+            with pytest.raises(ck.CircuitOpenError) as info:
+                await cloud.execute(op())
+            assert len(script.requests) == 4  # rejected without a network call
+            assert info.value.endpoint == ENDPOINT
+            assert info.value.retry_at == pytest.approx(trio.current_time() + 5.0)
+            await trio.sleep(5.0)
+            assert cloud.breaker(ENDPOINT).state is BreakerState.HALF_OPEN
+            await cloud.execute(op())
+            assert cloud.breaker(ENDPOINT).state is BreakerState.CLOSED
+        transitions = [
+            (i.tags["from_state"], i.tags["to_state"])
+            for i in metrics.instruments
+            if i.name == "breaker_transitions"
+        ]
+        assert transitions == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+        assert metrics.counter_total("breaker_rejections", endpoint=ENDPOINT) == 1
+
+    async def test_failed_probe_reopens(self, autojump_clock: trio.testing.MockClock) -> None:
+        """A failing half-open probe opens the circuit for another break."""
+        script = Script([503] * 5)
+        async with context(script, policy=BREAKER) as cloud:
+            for _ in range(4):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            await trio.sleep(5.0)
+            with pytest.raises(ck.ServiceUnavailable):
+                await cloud.execute(op())
+            snapshot = cloud.breaker(ENDPOINT)
+            assert snapshot.state is BreakerState.OPEN
+            assert snapshot.time_until_half_open == pytest.approx(5.0)
+
+    async def test_half_open_admits_bounded_probes(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Half-open lets one probe through; concurrent calls are rejected meanwhile."""
+        gate = trio.Event()
+
+        class Gated(httpx.AsyncBaseTransport):
+            calls = 0
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                Gated.calls += 1
+                if Gated.calls <= 4:
+                    return httpx.Response(503)
+                await gate.wait()
+                return httpx.Response(200)
+
+        async with context(Gated(), policy=BREAKER) as cloud:
+            for _ in range(4):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            await trio.sleep(5.0)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cloud.execute, op())
+                await trio.testing.wait_all_tasks_blocked()
+                assert cloud.breaker(ENDPOINT).probes_in_flight == 1
+                with pytest.raises(ck.CircuitOpenError):
+                    await cloud.execute(op())
+                gate.set()
+            assert cloud.breaker(ENDPOINT).state is BreakerState.CLOSED
+
+    async def test_cancelled_probe_returns_its_permit(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A probe whose caller is cancelled gives its permit back."""
+
+        class Hang(httpx.AsyncBaseTransport):
+            calls = 0
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                Hang.calls += 1
+                if Hang.calls <= 4:
+                    return httpx.Response(503)
+                await trio.sleep_forever()
+                raise AssertionError
+
+        async with context(Hang(), policy=BREAKER) as cloud:
+            for _ in range(4):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            await trio.sleep(5.0)
+            with trio.move_on_after(1.0):
+                await cloud.execute(op())
+            snapshot = cloud.breaker(ENDPOINT)
+            assert snapshot.state is BreakerState.HALF_OPEN and snapshot.probes_in_flight == 0
+
+    async def test_non_retryable_errors_do_not_count(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """404s say nothing about an endpoint's health and never open the circuit."""
+        async with context(Script([404] * 10), policy=BREAKER) as cloud:
+            for _ in range(10):
+                with pytest.raises(ck.NotFound):
+                    await cloud.execute(op())
+            assert cloud.breaker(ENDPOINT).state is BreakerState.CLOSED
+
+    async def test_minimum_throughput(self, autojump_clock: trio.testing.MockClock) -> None:
+        """Below the minimum number of calls in the window, failures do not open the circuit."""
+        async with context(Script([503] * 3), policy=BREAKER) as cloud:
+            for _ in range(3):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            assert cloud.breaker(ENDPOINT).state is BreakerState.CLOSED
+
+    async def test_window_slides(self, autojump_clock: trio.testing.MockClock) -> None:
+        """Failures older than the sampling window are forgotten."""
+        async with context(Script([503] * 3), policy=BREAKER) as cloud:
+            for _ in range(3):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            await trio.sleep(31.0)
+            await cloud.execute(op())
+            snapshot = cloud.breaker(ENDPOINT)
+            assert snapshot.state is BreakerState.CLOSED and snapshot.calls_in_window == 1
+
+    async def test_breakers_are_per_endpoint(self, autojump_clock: trio.testing.MockClock) -> None:
+        """An open circuit for one endpoint does not affect another."""
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(503 if request.url.port == 9000 else 200)
+
+        async with context(handler, policy=BREAKER) as cloud:
+            for _ in range(4):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            other = ck.Operation(service="s3", name="get", url="http://127.0.0.1:9001/k")
+            assert (await cloud.execute(other)).status_code == 200
+            assert cloud.breaker("http://127.0.0.1:9001").state is BreakerState.CLOSED
+
+
+class TestManualControl:
+    async def test_force_open_closed_reset(self, autojump_clock: trio.testing.MockClock) -> None:
+        """force_open rejects, force_closed admits despite failures, reset closes."""
+        script = Script([503] * 10)
+        async with context(script, policy=BREAKER) as cloud:
+            cloud.force_open(ENDPOINT + "/any/path")
+            with pytest.raises(ck.CircuitOpenError):
+                await cloud.execute(op())
+            await trio.sleep(60)
+            assert cloud.breaker(ENDPOINT).state is BreakerState.FORCED_OPEN
+            cloud.force_closed(ENDPOINT)
+            for _ in range(6):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            assert cloud.breaker(ENDPOINT).state is BreakerState.FORCED_CLOSED
+            cloud.reset_breaker(ENDPOINT)
+            assert cloud.breaker(ENDPOINT).state is BreakerState.CLOSED
+
+    async def test_disabled_breakers(self, autojump_clock: trio.testing.MockClock) -> None:
+        """circuit_breaker(None) runs without breakers; manual control says so."""
+        async with context(Script([503] * 20), policy=ck.NoRetry(), breaker=None) as cloud:
+            for _ in range(20):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            with pytest.raises(RuntimeError, match="disabled"):
+                cloud.breaker(ENDPOINT)
+
+
+class TestEviction:
+    async def test_idle_closed_breakers_are_evicted(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A closed breaker idle past idle_eviction is dropped, and its actor stops."""
+        async with context(policy=BREAKER) as cloud:
+            await cloud.execute(op())
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(cloud.statistics().breakers) == 1
+            children = cloud.supervisor.snapshot().walk()
+            assert any("breaker:" in str(info.id) for _, info in children)
+            await trio.sleep(61.0)
+            await trio.testing.wait_all_tasks_blocked()
+            assert cloud.statistics().breakers == ()
+            assert not any(
+                "breaker:" in str(info.id) for _, info in cloud.supervisor.snapshot().walk()
+            )
+
+    async def test_open_breakers_are_never_evicted(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A forced-open breaker stays, however long it is idle."""
+        async with context(policy=BREAKER) as cloud:
+            cloud.force_open(ENDPOINT)
+            await trio.sleep(600.0)
+            assert cloud.breaker(ENDPOINT).state is BreakerState.FORCED_OPEN
+
+    async def test_breaker_count_is_bounded(self, autojump_clock: trio.testing.MockClock) -> None:
+        """Past max_endpoints, the least recently used idle breaker makes room."""
+        settings = ck.CircuitBreaker(ck.NoRetry(), max_endpoints=5)
+        async with context(policy=settings) as cloud:
+            for port in range(20):
+                await cloud.execute(
+                    ck.Operation(service="s3", name="get", url=f"http://127.0.0.1:{10000 + port}/")
+                )
+            await trio.testing.wait_all_tasks_blocked()
+            endpoints = [b.endpoint for b in cloud.statistics().breakers]
+            assert endpoints == [f"http://127.0.0.1:{10015 + n}" for n in range(5)]
