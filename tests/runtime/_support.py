@@ -28,10 +28,13 @@ class Script:
     ):
         self.steps = list(steps)
         self.requests: list[httpx.Request] = []
+        # The runtime re-signs one request object per attempt: keep each attempt's headers.
+        self.headers: list[dict[str, str]] = []
         self.times: list[float] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        self.headers.append(dict(request.headers))
         self.times.append(trio.current_time())
         if not self.steps:
             return httpx.Response(200, content=b"ok")

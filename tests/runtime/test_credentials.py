@@ -1,0 +1,170 @@
+"""The credential refresher: lazy, shared, ahead of expiry, resilient to provider failures."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import cloudkit_trio as ck
+from cloudkit_trio.testing import RecordingMetrics
+
+from ._support import CountingAuth, KeyEcho, Script, context, op
+
+
+def keys(script: Script) -> list[str]:
+    return [h["x-key"] for h in script.headers]
+
+
+class TestRefresher:
+    async def test_first_fetch_is_lazy(self, autojump_clock: trio.testing.MockClock) -> None:
+        """Entering the context fetches nothing; the first operation does."""
+        auth = CountingAuth()
+        script = Script()
+        async with context(script, auth=auth, signer=KeyEcho()) as cloud:
+            await trio.sleep(10)
+            assert auth.fetches == 0
+            await cloud.execute(op())
+        assert auth.fetches == 1 and keys(script) == ["AKID1"]
+
+    async def test_unsigned_contexts_never_fetch(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """With a signer that needs no credentials, the provider is never asked."""
+        auth = CountingAuth(fail=True)
+        async with context(auth=auth) as cloud:
+            await cloud.execute(op())
+        assert auth.fetches == 0
+
+    async def test_one_refresh_under_concurrency(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A hundred concurrent operations share one fetch."""
+        auth = CountingAuth(lifetime=3600)
+        script = Script()
+        async with context(script, auth=auth, signer=KeyEcho()) as cloud:
+            async with trio.open_nursery() as nursery:
+                for _ in range(100):
+                    nursery.start_soon(cloud.execute, op())
+        assert auth.fetches == 1 and set(keys(script)) == {"AKID1"}
+
+    async def test_background_refresh_in_the_advisory_window(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Inside the advisory window the old credentials are served while a refresh runs."""
+        auth = CountingAuth(lifetime=3600)
+        script = Script()
+        ctx = context(script, auth=auth, signer=KeyEcho())
+        async with ctx as cloud:
+            await cloud.execute(op())
+            # Advisory window opens 15 minutes before expiry; the actor refreshes by itself.
+            await trio.sleep(3600 - 15 * 60 + 1)
+            assert auth.fetches == 2
+            await cloud.execute(op())
+        assert keys(script) == ["AKID1", "AKID2"]
+
+    async def test_callers_wait_only_in_the_mandatory_window(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A slow refresh does not hold callers in the advisory window, only in the mandatory one."""
+        auth = CountingAuth(lifetime=3600)
+        script = Script()
+        async with context(script, auth=auth, signer=KeyEcho()) as cloud:
+            await cloud.execute(op())
+            auth.gate = trio.Event()  # the next refresh hangs until released
+            await trio.sleep(3600 - 15 * 60 + 1)  # advisory window: refresh started
+            assert cloud.statistics().credentials.refreshing
+            start = trio.current_time()
+            await cloud.execute(op())
+            assert trio.current_time() == start  # served at once, old credentials
+            await trio.sleep(5 * 60)  # now inside the mandatory window
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cloud.execute, op())
+                await trio.sleep(7)
+                assert len(script.headers) == 2  # the caller is waiting
+                auth.gate.set()
+        assert keys(script) == ["AKID1", "AKID1", "AKID2"]
+
+    async def test_failing_refresh_keeps_serving_valid_credentials(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """While refreshes fail, still-valid credentials keep being used; failures are counted."""
+        auth = CountingAuth(lifetime=3600)
+        metrics = RecordingMetrics()
+        script = Script()
+        async with context(script, auth=auth, signer=KeyEcho(), metrics=metrics) as cloud:
+            await cloud.execute(op())
+            auth.fail = True
+            await trio.sleep(3600 - 15 * 60 + 1)
+            await cloud.execute(op())
+            await trio.sleep(30)  # retried with backoff meanwhile
+            snapshot = cloud.statistics().credentials
+            assert snapshot.failures >= 3 and "vault is down" in (snapshot.last_error or "")
+            assert keys(script) == ["AKID1", "AKID1"]
+            auth.fail = False
+            await trio.sleep(70)
+            await cloud.execute(op())
+        assert keys(script)[-1].startswith("AKID") and keys(script)[-1] != "AKID1"
+        assert metrics.counter_total("credential_refreshes", outcome="failure") >= 3
+
+    async def test_no_credentials_at_all(self, autojump_clock: trio.testing.MockClock) -> None:
+        """When nothing can be fetched, the operation fails with TokenRefreshFailed naming the source."""
+        async with context(auth=CountingAuth(fail=True), signer=KeyEcho()) as cloud:
+            with pytest.raises(ck.TokenRefreshFailed, match="CountingAuth"):
+                await cloud.execute(op())
+
+    async def test_expired_credentials_force_one_refresh_and_one_retry(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """An ExpiredToken response refreshes once and retries once, even with NoRetry."""
+
+        def expired(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(
+                400, content=b"<Error><Code>ExpiredToken</Code><Message>m</Message></Error>"
+            )
+
+        auth = CountingAuth()
+        script = Script([expired])
+        async with context(script, auth=auth, signer=KeyEcho(), policy=ck.NoRetry()) as cloud:
+            response = await cloud.execute(op())
+            assert response.attempts == 2
+            script.steps = [expired, expired]
+            with pytest.raises(ck.ExpiredCredentials):
+                await cloud.execute(op())
+        assert keys(script) == ["AKID1", "AKID2", "AKID2", "AKID3"]
+
+    async def test_refresher_crash_fails_waiters_instead_of_hanging(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """If the refresher dies mid-refresh, waiters get an error and the actor restarts."""
+        auth = CountingAuth()
+        auth.gate = trio.Event()
+        async with context(auth=auth, signer=KeyEcho()) as cloud:
+            refresher = cloud._runtime.refresher
+            install = refresher._install
+
+            def crash_once(credentials: ck.Credentials) -> None:
+                refresher._install = install  # type: ignore[method-assign]
+                raise RuntimeError("injected crash in the refresher")
+
+            refresher._install = crash_once  # type: ignore[method-assign]
+            errors: list[BaseException] = []
+
+            async def call() -> None:
+                try:
+                    await cloud.execute(op())
+                except ck.CloudError as error:
+                    errors.append(error)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(call)
+                await trio.testing.wait_all_tasks_blocked()
+                auth.gate.set()
+            assert len(errors) == 3 and all(isinstance(e, ck.TokenRefreshFailed) for e in errors)
+            [child] = [
+                c for c in cloud.supervisor.which_children() if c.id == "credential-refresher"
+            ]
+            assert child.restarts == 1
+            assert (await cloud.execute(op())).status_code == 200
