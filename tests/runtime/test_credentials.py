@@ -43,10 +43,12 @@ class TestRefresher:
         """A hundred concurrent operations share one fetch."""
         auth = CountingAuth(lifetime=3600)
         script = Script()
-        async with context(script, auth=auth, signer=KeyEcho()) as cloud:
-            async with trio.open_nursery() as nursery:
-                for _ in range(100):
-                    nursery.start_soon(cloud.execute, op())
+        async with (
+            context(script, auth=auth, signer=KeyEcho()) as cloud,
+            trio.open_nursery() as nursery,
+        ):
+            for _ in range(100):
+                nursery.start_soon(cloud.execute, op())
         assert auth.fetches == 1 and set(keys(script)) == {"AKID1"}
 
     async def test_background_refresh_in_the_advisory_window(

@@ -38,9 +38,10 @@ class MetricsAggregator:
 
     :meth:`emit` never blocks and never raises: when the queue is full the event is dropped
     and counted. The actor wakes every ``flush_interval`` seconds rather than per event, so
-    an operation never pays for a task switch to report itself; each wake also samples the
-    gauges (queue depth, in-flight operations, ...) from ``samplers``. On shutdown it
-    drains what is left. A collector that raises is logged and counted, and the others
+    an operation never pays for a task switch to report itself (and an idle context never
+    wakes it at all); each flush also samples the gauges (queue depth, in-flight
+    operations, ...) from ``samplers``. On shutdown it drains what is left. A collector
+    that raises is logged and counted, and the others
     still get the event.
     """
 
@@ -62,6 +63,7 @@ class MetricsAggregator:
         self.dropped = 0
         self._reported_dropped = 0
         self.collector_errors = 0
+        self._has_events = trio.Event()
 
     def emit(self, event: MetricEvent) -> None:
         """Queue ``event`` for the collectors, or count it as dropped."""
@@ -69,6 +71,8 @@ class MetricsAggregator:
             self._send.send_nowait(event)
         except trio.WouldBlock:
             self.dropped += 1
+        # Wakes the actor once per batch, not per event: set() is a no-op once set.
+        self._has_events.set()
 
     def add_sampler(self, sampler: Callable[[], Iterable[Gauge]]) -> None:
         """Call ``sampler`` at every flush and forward the gauges it returns."""
@@ -90,7 +94,10 @@ class MetricsAggregator:
         task_status.started(self)
         try:
             while True:
+                # Idle contexts cost nothing: wait for the first event, then batch.
+                await self._has_events.wait()
                 await trio.sleep(self._flush_interval)
+                self._has_events = trio.Event()
                 await self.flush()
         finally:
             with trio.move_on_after(_FINAL_DRAIN_BUDGET, shield=True):
@@ -100,7 +107,8 @@ class MetricsAggregator:
         """Sample the gauges and forward every queued event."""
         for sampler in self._samplers:
             for gauge in sampler():
-                self.emit(gauge)
+                # Straight to the collectors: queueing it would wake us up again.
+                await self._forward(gauge)
         if self.dropped > self._reported_dropped:
             # Reported past the queue, which is full when this matters most.
             newly = self.dropped - self._reported_dropped
