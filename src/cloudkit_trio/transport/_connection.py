@@ -6,12 +6,20 @@ exceptions, so the single mapping in ``_classify.py`` turns it into the error tr
 exchange also records what it proves about the request's fate (did any byte of it leave
 this host, did any byte of a response arrive, did the peer close the connection), which is
 what the retry-once rule of the transport reads.
+
+On a plain TCP connection (not TLS, not a custom stream) on a Unix-like system, the
+request and the response head go through the socket's file descriptor directly, with
+Trio's :func:`trio.lowlevel.wait_readable` / :func:`~trio.lowlevel.wait_writable` for the
+waiting: the generic stream layers cost more per request than h11's parsing. Everything
+else (TLS, custom streams, response bodies) uses the stream.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import ssl
+import sys
 from typing import Final, cast
 
 import attrs
@@ -19,17 +27,20 @@ import h11
 import httpx
 import trio
 
-__all__ = ["Connection", "aclose_stream", "peer_closed"]
+__all__ = ["Connection", "aclose_stream", "http_version", "peer_closed"]
 
 READ_SIZE: Final = 64 * 1024
-# A first write no larger than this lands in an idle socket's empty send buffer whole or
-# not at all (Linux never shrinks a TCP send buffer below 4,608 bytes), so when it fails no
-# byte of the request left this host.
+# Through a stream we cannot tell how much of a failed write went out. A first write no
+# larger than this lands in an idle socket's empty send buffer whole or not at all (Linux
+# never shrinks a TCP send buffer below 4,608 bytes), so when it fails nothing left.
 _ATOMIC_WRITE: Final = 4096
 _END: Final = h11.EndOfMessage()
 _HTTP_11: Final = b"HTTP/1.1"
 _HOST: Final = b"host"
 _INF: Final = math.inf
+# os.read/os.write work on sockets everywhere but Windows.
+_DIRECT_IO: Final = sys.platform != "win32"
+_BROKEN: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 def peer_closed(exc: BaseException) -> bool:
@@ -50,6 +61,11 @@ async def aclose_stream(stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
 
 
+def http_version(raw: bytes) -> bytes:
+    """httpx's ``http_version`` extension for h11's version string."""
+    return _HTTP_11 if raw == b"1.1" else b"HTTP/" + raw
+
+
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     if isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
@@ -58,14 +74,32 @@ def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return None
 
 
+def _deadline(seconds: float | None) -> float:
+    return _INF if seconds is None else trio.current_time() + seconds
+
+
+def _with_host(headers: list[tuple[bytes, bytes]], url: httpx.URL) -> list[tuple[bytes, bytes]]:
+    for name, _value in headers:
+        if name.lower() == _HOST:
+            return headers
+    host = url.raw_host
+    if b":" in host:
+        host = b"[" + host + b"]"
+    if url.port is not None:
+        host += b":%d" % url.port
+    return [(b"Host", host), *headers]
+
+
 @attrs.define(eq=False)
 class Connection:
     """An HTTP/1.1 client connection and what its current exchange proved so far."""
 
     stream: trio.abc.Stream
     #: The raw socket when the stream has one: a cheap liveness probe and a close that
-    #: never blocks. None for streams from a custom opener that are not socket streams.
+    #: never blocks. None for custom streams that are not socket streams.
     socket: trio.socket.SocketType | None = attrs.field(init=False)
+    #: Whether requests and response heads go through the socket's descriptor directly.
+    direct: bool = attrs.field(init=False)
     protocol: h11.Connection = attrs.field(init=False, factory=lambda: h11.Connection(h11.CLIENT))
     #: Completed request/response cycles; above zero the connection counts as reused.
     exchanges: int = attrs.field(init=False, default=0)
@@ -82,6 +116,7 @@ class Connection:
 
     def __attrs_post_init__(self) -> None:
         self.socket = _socket_of(self.stream)
+        self.direct = _DIRECT_IO and isinstance(self.stream, trio.SocketStream)
 
     def is_alive(self) -> bool:
         """Whether an idle connection still looks usable.
@@ -93,9 +128,11 @@ class Connection:
         return sock is None or not sock.is_readable()
 
     def is_reusable(self) -> bool:
-        """Whether both sides finished the exchange and may start another one."""
+        """Whether both sides finished the exchange cleanly and may start another one."""
         h = self.protocol
-        return h.our_state is h11.DONE and h.their_state is h11.DONE
+        # Bytes after the end of the response belong to no request: the connection is
+        # out of step with the server.
+        return h.our_state is h11.DONE and h.their_state is h11.DONE and not h.trailing_data[0]
 
     def finish_cycle(self) -> None:
         """Reset the per-exchange state after a completed, reusable exchange."""
@@ -109,8 +146,8 @@ class Connection:
         """Close the connection immediately; never blocks, also when cancelled."""
         sock = self.socket
         if sock is not None:
-            # Closing the file descriptor is synchronous and final; a TLS goodbye is not
-            # worth waiting for on a connection that is being dropped.
+            # Closing the descriptor is synchronous and final (Trio wakes any task waiting
+            # on it); a TLS goodbye is not worth waiting for on a dropped connection.
             sock.close()
         else:
             await aclose_stream(self.stream)
@@ -123,33 +160,23 @@ class Connection:
         """Send ``request`` and read the head of its response.
 
         Raises httpx's exceptions: ``WriteTimeout``/``ReadTimeout`` when one network write
-        or read takes longer than its timeout, ``WriteError``/``ReadError`` when the
+        or read waits longer than its timeout, ``WriteError``/``ReadError`` when the
         connection breaks, ``RemoteProtocolError`` when the server breaks HTTP or closes
         without answering, ``LocalProtocolError`` when the request is not valid HTTP.
         """
-        write_timeout = timeouts.get("write")
-        read_timeout = timeouts.get("read")
-        writing = True
-        with trio.CancelScope() as scope:
+        try:
+            await self._send_request(request, timeouts.get("write"))
+        except httpx.WriteError:
+            # The server may have answered early and closed (a 413 while we upload): its
+            # response is worth more than our write error.
             try:
-                await self._send_request(request, scope, write_timeout)
-            except httpx.WriteError:
-                # The server may have answered early and closed (a 413 while we upload):
-                # its response is worth more than our write error.
-                writing = False
-                head = await self._receive_head_after_write_error(scope, read_timeout)
-                if head is None:
-                    raise
-                return head
-            writing = False
-            return await self._receive_head(scope, read_timeout)
-        if writing:
-            raise httpx.WriteTimeout(f"sending the request took longer than {write_timeout} s")
-        raise httpx.ReadTimeout(f"no response data within {read_timeout} s")
+                return await self._receive_head(timeouts.get("read"))
+            except (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError):
+                pass
+            raise
+        return await self._receive_head(timeouts.get("read"))
 
-    async def _send_request(
-        self, request: httpx.Request, scope: trio.CancelScope, write_timeout: float | None
-    ) -> None:
+    async def _send_request(self, request: httpx.Request, write_timeout: float | None) -> None:
         h = self.protocol
         headers = request.headers.raw
         if not headers or headers[0][0].lower() != _HOST:
@@ -169,66 +196,115 @@ class Connection:
                     data = h.send(h11.Data(data=body))
                     end = h.send(_END)
                     if len(head) + len(data) + len(end) <= _ATOMIC_WRITE:
-                        await self._write(head + data + end, scope, write_timeout)
+                        await self._write(head + data + end, write_timeout)
                     else:
-                        await self._write(head, scope, write_timeout)
-                        await self._write(data, scope, write_timeout)
+                        await self._write(head, write_timeout)
+                        await self._write(data, write_timeout)
                         if end:
-                            await self._write(end, scope, write_timeout)
+                            await self._write(end, write_timeout)
                 else:
-                    await self._write(head + h.send(_END), scope, write_timeout)
+                    await self._write(head + h.send(_END), write_timeout)
                 return
             if not isinstance(stream, httpx.AsyncByteStream):
                 raise TypeError("an async transport needs an async request body")
-            await self._write(head, scope, write_timeout)
+            await self._write(head, write_timeout)
             self.body_started = True
             async for chunk in stream:
                 if chunk:
-                    await self._write(h.send(h11.Data(data=chunk)), scope, write_timeout)
+                    await self._write(h.send(h11.Data(data=chunk)), write_timeout)
             end = h.send(_END)
             if end:
-                await self._write(end, scope, write_timeout)
+                await self._write(end, write_timeout)
         except h11.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc)) from exc
 
-    async def _write(
-        self, data: bytes, scope: trio.CancelScope, write_timeout: float | None
-    ) -> None:
+    def _write_error(self, exc: BaseException) -> httpx.WriteError:
+        # Whatever an early response says, this connection cannot carry another request.
+        self.protocol.send_failed()
+        self.closed_by_peer = peer_closed(exc)
+        return httpx.WriteError(f"the connection broke while sending: {exc!r}")
+
+    async def _write(self, data: bytes, write_timeout: float | None) -> None:
+        if not self.direct:
+            await self._write_stream(data, write_timeout)
+            return
+        sock = cast("trio.socket.SocketType", self.socket)
+        try:
+            sent = os.write(sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            # A failed first write() sent nothing at all.
+            raise self._write_error(exc) from exc
+        if sent:
+            self.request_may_have_arrived = True
+        if sent == len(data):
+            return
+        # The send buffer is full: wait for room, then write the rest.
+        remaining = memoryview(data)[sent:]
+        with trio.CancelScope(deadline=_deadline(write_timeout)) as scope:
+            while remaining:
+                try:
+                    await trio.lowlevel.wait_writable(sock)
+                    sent = os.write(sock.fileno(), remaining)
+                except BlockingIOError:
+                    continue
+                except _BROKEN as exc:
+                    raise self._write_error(exc) from exc
+                self.request_may_have_arrived = True
+                remaining = remaining[sent:]
+        if scope.cancelled_caught:
+            self.protocol.send_failed()
+            raise httpx.WriteTimeout(f"sending the request took longer than {write_timeout} s")
+
+    async def _write_stream(self, data: bytes, write_timeout: float | None) -> None:
         if len(data) > _ATOMIC_WRITE:
             self.request_may_have_arrived = True
-        scope.deadline = _INF if write_timeout is None else trio.current_time() + write_timeout
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            # Whatever an early response says, this connection cannot carry another request.
+        with trio.CancelScope(deadline=_deadline(write_timeout)) as scope:
+            try:
+                await self.stream.send_all(data)
+            except _BROKEN as exc:
+                raise self._write_error(exc) from exc
+        if scope.cancelled_caught:
             self.protocol.send_failed()
-            self.closed_by_peer = peer_closed(exc)
-            raise httpx.WriteError(f"the connection broke while sending: {exc!r}") from exc
-        finally:
-            scope.deadline = _INF
+            raise httpx.WriteTimeout(f"sending the request took longer than {write_timeout} s")
         self.request_may_have_arrived = True
 
-    async def _receive(self, scope: trio.CancelScope, read_timeout: float | None) -> bytes:
-        scope.deadline = _INF if read_timeout is None else trio.current_time() + read_timeout
-        try:
-            data = await self.stream.receive_some(READ_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.closed_by_peer = peer_closed(exc)
-            raise httpx.ReadError(f"the connection broke while reading: {exc!r}") from exc
+    async def _receive(self, read_timeout: float | None, *, wait_first: bool) -> bytes:
+        """Bytes from the peer (``b""`` at EOF), within ``read_timeout``."""
+        with trio.CancelScope(deadline=_deadline(read_timeout)) as scope:
+            try:
+                if wait_first and self.direct:
+                    # Right after a request the answer is never there yet: wait, then read
+                    # once, instead of failing a read first. Waiting is a checkpoint.
+                    sock = cast("trio.socket.SocketType", self.socket)
+                    while True:
+                        await trio.lowlevel.wait_readable(sock)
+                        try:
+                            data = os.read(sock.fileno(), READ_SIZE)
+                        except BlockingIOError:
+                            continue
+                        break
+                else:
+                    data = cast("bytes", await self.stream.receive_some(READ_SIZE))
+            except _BROKEN as exc:
+                self.closed_by_peer = peer_closed(exc)
+                raise httpx.ReadError(f"the connection broke while reading: {exc!r}") from exc
+        if scope.cancelled_caught:
+            raise httpx.ReadTimeout(f"no response data within {read_timeout} s")
         if data:
             self.response_started = True
-        # h11 appends it to a bytearray: a bytearray from an unusual stream is fine too.
-        return cast("bytes", data)
+        return data
 
-    async def _receive_head(
-        self, scope: trio.CancelScope, read_timeout: float | None
-    ) -> h11.Response:
+    async def _receive_head(self, read_timeout: float | None) -> h11.Response:
+        # h11 holds no bytes between exchanges (is_reusable makes sure), so the first step
+        # is always to wait for the server.
         h = self.protocol
+        event: object = h11.NEED_DATA
         try:
             while True:
-                event = h.next_event()
                 if event is h11.NEED_DATA:
-                    data = await self._receive(scope, read_timeout)
+                    data = await self._receive(read_timeout, wait_first=True)
                     if not data and not self.response_started:
                         self.closed_by_peer = True
                         raise httpx.RemoteProtocolError(
@@ -241,35 +317,7 @@ class Connection:
                     # PAUSED after a 101 (we never ask to switch protocols) or anything else
                     # a client cannot receive before a response head.
                     raise httpx.RemoteProtocolError(f"unexpected {event!r} before the response")
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc)) from exc
-
-    async def _receive_head_after_write_error(
-        self, scope: trio.CancelScope, read_timeout: float | None
-    ) -> h11.Response | None:
-        try:
-            return await self._receive_head(scope, read_timeout)
-        except (httpx.ReadError, httpx.RemoteProtocolError):
-            return None
-
-    async def receive_body_chunk(self, read_timeout: float | None) -> bytes | None:
-        """The next piece of the response body, or None at its end."""
-        h = self.protocol
-        try:
-            while True:
                 event = h.next_event()
-                if event is h11.NEED_DATA:
-                    with trio.CancelScope() as scope:
-                        data = await self._receive(scope, read_timeout)
-                    if scope.cancelled_caught:
-                        raise httpx.ReadTimeout(f"no response data within {read_timeout} s")
-                    h.receive_data(data)
-                elif type(event) is h11.Data:
-                    return bytes(event.data)
-                elif type(event) is h11.EndOfMessage:
-                    return None
-                else:
-                    raise httpx.RemoteProtocolError(f"unexpected {event!r} in a response body")
         except h11.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
 
@@ -295,19 +343,19 @@ class Connection:
         except h11.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
 
-
-def _with_host(headers: list[tuple[bytes, bytes]], url: httpx.URL) -> list[tuple[bytes, bytes]]:
-    for name, _value in headers:
-        if name.lower() == _HOST:
-            return headers
-    host = url.raw_host
-    if b":" in host:
-        host = b"[" + host + b"]"
-    if url.port is not None:
-        host += b":%d" % url.port
-    return [(b"Host", host), *headers]
-
-
-def http_version(raw: bytes) -> bytes:
-    """httpx's ``http_version`` extension for h11's version string."""
-    return _HTTP_11 if raw == b"1.1" else b"HTTP/" + raw
+    async def receive_body_chunk(self, read_timeout: float | None) -> bytes | None:
+        """The next piece of the response body, or None at its end."""
+        h = self.protocol
+        try:
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    h.receive_data(await self._receive(read_timeout, wait_first=False))
+                elif type(event) is h11.Data:
+                    return bytes(event.data)
+                elif type(event) is h11.EndOfMessage:
+                    return None
+                else:
+                    raise httpx.RemoteProtocolError(f"unexpected {event!r} in a response body")
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
