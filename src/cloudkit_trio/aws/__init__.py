@@ -17,12 +17,12 @@ from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, RequestSigner, SigV4Signer
 from ._vault import VaultAuthProvider
 
 __all__ = [
-    "EMPTY_SHA256",
-    "UNSIGNED_PAYLOAD",
     "ContainerAuthProvider",
+    "EMPTY_SHA256",
     "ProfileAuthProvider",
     "RequestSigner",
     "SigV4Signer",
+    "UNSIGNED_PAYLOAD",
     "VaultAuthProvider",
     "default_aws_chain",
 ]

@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from typing import Final
 
 import httpx
+import trio
 
 from .._errors import (
     CloudError,
     InsufficientPermissions,
     InvalidCredentials,
+    OperationTimeout,
     SerializationError,
     TokenRefreshFailed,
 )
@@ -96,23 +98,41 @@ async def fetch_json(
     """
     lent = None if transport is None else BorrowedTransport(transport)
     failure: CloudError | None = None
-    async with httpx.AsyncClient(
-        transport=lent, timeout=http_timeout, follow_redirects=False
-    ) as client:
-        try:
-            async with client.stream("GET", url, headers=headers) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > _MAX_BODY:
-                        raise SerializationError(f"{source} sent more than {_MAX_BODY} bytes")
-                status = response.status_code
-        except httpx.HTTPError as exc:
-            failure = error_from_exception(exc)
+    body = bytearray()
+    too_big = False
+    status = 0
+    # One deadline for the whole exchange: httpx's timeouts are per read, so a peer that
+    # trickles bytes forever would otherwise never time out.
+    with trio.move_on_after(http_timeout) as deadline:
+        async with httpx.AsyncClient(
+            transport=lent, timeout=http_timeout, follow_redirects=False
+        ) as client:
+            try:
+                async with client.stream("GET", url, headers=headers) as response:
+                    status = response.status_code
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > _MAX_BODY:
+                        too_big = True
+                    else:
+                        # The loop always runs to the end: leaving it early would abandon
+                        # httpx's stream generators half-way, to the garbage collector.
+                        async for chunk in response.aiter_bytes():
+                            if too_big or len(body) + len(chunk) > _MAX_BODY:
+                                too_big = True
+                            else:
+                                body += chunk
+            except httpx.HTTPError as exc:
+                failure = error_from_exception(exc)
+    if deadline.cancelled_caught:
+        failure = OperationTimeout(
+            f"timed out: no complete answer within {http_timeout:g} s", timeout=http_timeout
+        )
     if failure is not None:
         # Raised outside the handler so that httpx's exception, whose text may quote the
         # request, is reachable only through the scrubbed error kept as the cause.
         raise TokenRefreshFailed(f"{source} could not be reached: {failure}") from failure
+    if too_big:
+        raise SerializationError(f"{source} sent more than {_MAX_BODY} bytes")
     arrived = dt.datetime.now(dt.UTC)
     if not 200 <= status <= 299:
         raise _status_error(source, status, _detail(bytes(body)))
