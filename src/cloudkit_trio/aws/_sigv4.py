@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from typing import Final, Protocol, runtime_checkable
 from urllib.parse import quote, unquote_to_bytes
@@ -78,6 +79,8 @@ _QUERY_AUTH_PARAMS: Final = frozenset(
     }
 )
 
+_UNRESERVED_ONLY: Final = re.compile(rb"[A-Za-z0-9._~-]*")
+
 # Derived signing keys are kept for a handful of (secret, day) pairs: enough for a rotation
 # overlap and a day boundary, small enough that stale keys leave quickly.
 _KEY_CACHE_SIZE: Final = 8
@@ -115,8 +118,15 @@ def _encode(raw: bytes) -> str:
     return quote(raw, safe="")
 
 
+def _reencode(raw: bytes) -> str:
+    """A percent-encoded URL component, decoded and encoded again the AWS way."""
+    if _UNRESERVED_ONLY.fullmatch(raw):
+        return raw.decode("ascii")  # nothing to decode, nothing to encode: the common case
+    return _encode(unquote_to_bytes(raw))
+
+
 def _encode_segment(segment: bytes) -> str:
-    encoded = _encode(unquote_to_bytes(segment))
+    encoded = _reencode(segment)
     # A "." or ".." that arrived encoded is part of a name (an S3 key), not navigation:
     # it stays encoded, or httpx would remove it as a dot segment.
     return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
@@ -126,15 +136,16 @@ def _encode_path(raw_path: bytes) -> str:
     return "/".join(_encode_segment(segment) for segment in raw_path.split(b"/"))
 
 
-def _parse_query(raw_query: bytes) -> list[tuple[bytes, bytes | None]]:
+def _encode_query(raw_query: bytes) -> list[tuple[str, str | None]]:
+    """The query's (name, value) pairs in AWS's encoding; value None when there was no "="."""
     # "+" means a space, as in HTML forms and in httpx's own encoding of ``params=``;
-    # a literal plus sign is written "%2B". A name without "=" keeps having no value.
-    pairs: list[tuple[bytes, bytes | None]] = []
-    for piece in raw_query.replace(b"+", b" ").split(b"&"):
+    # a literal plus sign is written "%2B".
+    pairs: list[tuple[str, str | None]] = []
+    for piece in raw_query.replace(b"+", b"%20").split(b"&"):
         if not piece:
             continue
         name, equals, value = piece.partition(b"=")
-        pairs.append((unquote_to_bytes(name), unquote_to_bytes(value) if equals else None))
+        pairs.append((_reencode(name), _reencode(value) if equals else None))
     return pairs
 
 
@@ -272,9 +283,8 @@ class SigV4Signer:
         when = _utc(now)
         timestamp = when.strftime(_TIMESTAMP)
 
-        self._rewrite_url(request)
+        path, query = self._rewrite_url(request)
         url = request.url
-        path, _, query = url.raw_path.partition(b"?")
 
         headers = request.headers
         headers.pop("Authorization", None)
@@ -289,14 +299,11 @@ class SigV4Signer:
         headers["X-Amz-Content-SHA256"] = payload_hash
 
         header_block, signed_headers = _canonical_headers(headers.multi_items())
-        query_pairs = (
-            (_encode(name), _encode(value or b"")) for name, value in _parse_query(query)
-        )
         canonical_request = "\n".join(
             (
                 request.method.upper(),
-                self._canonical_path(path.decode("ascii")),
-                _canonical_query(query_pairs),
+                self._canonical_path(path),
+                _canonical_query((name, value or "") for name, value in query),
                 header_block,
                 signed_headers,
                 payload_hash,
@@ -352,9 +359,7 @@ class SigV4Signer:
         raw_path, _, raw_query = target.raw_path.partition(b"?")
         # Let httpx normalise the re-encoded path exactly as it will when the URL is used.
         path = target.copy_with(raw_path=_encode_path(raw_path).encode("ascii")).raw_path
-        existing = [
-            (_encode(name), _encode(value or b"")) for name, value in _parse_query(raw_query)
-        ]
+        existing = [(name, value or "") for name, value in _encode_query(raw_query)]
         if any(name.lower() in _QUERY_AUTH_PARAMS for name, _ in existing):
             raise ValueError("url is already signed: it carries X-Amz-* signing parameters")
 
@@ -396,18 +401,17 @@ class SigV4Signer:
         query = "&".join(f"{name}={value}" for name, value in [*existing, *auth])
         return f"{target.scheme}://{host}{path.decode('ascii')}?{query}&X-Amz-Signature={signature}"
 
-    def _rewrite_url(self, request: httpx.Request) -> None:
+    def _rewrite_url(self, request: httpx.Request) -> tuple[str, list[tuple[str, str | None]]]:
+        """Put the path and query in AWS's encoding; return them as they will be sent."""
         raw_path, question, raw_query = request.url.raw_path.partition(b"?")
-        new = _encode_path(raw_path).encode("ascii")
-        if question:
-            pairs = [
-                _encode(name) if value is None else f"{_encode(name)}={_encode(value)}"
-                for name, value in _parse_query(raw_query)
-            ]
-            if pairs:
-                new += b"?" + "&".join(pairs).encode("ascii")
-        if new != request.url.raw_path:
-            request.url = request.url.copy_with(raw_path=new)
+        path = _encode_path(raw_path)
+        query = _encode_query(raw_query) if question else []
+        target = path
+        if query:
+            target += "?" + "&".join(n if v is None else f"{n}={v}" for n, v in query)
+        if target.encode("ascii") != request.url.raw_path:
+            request.url = request.url.copy_with(raw_path=target.encode("ascii"))
+        return path, query
 
     def _canonical_path(self, path: str) -> str:
         if self._raw_path:
