@@ -235,6 +235,13 @@ class TestVault:
         with pytest.raises(ck.SerializationError, match="more than 65536 bytes"):
             await provider.get_credentials()
 
+    async def test_oversized_error_page(self, endpoint: ScriptedEndpoint) -> None:
+        """A huge error page is still judged by its status."""
+        endpoint.answer(503, body=b"<html>" + b"busy " * 50_000 + b"</html>")
+        provider = VaultAuthProvider(endpoint.url, "app", token=VAULT_TOKEN)
+        with pytest.raises(ck.TokenRefreshFailed, match="HTTP 503"):
+            await provider.get_credentials()
+
     async def test_chunked_answer(self, endpoint: ScriptedEndpoint) -> None:
         """An answer sent in pieces without a Content-Length is read whole."""
         endpoint.answer(200, vault_answer())

@@ -131,11 +131,12 @@ async def fetch_json(
         # Raised outside the handler so that httpx's exception, whose text may quote the
         # request, is reachable only through the scrubbed error kept as the cause.
         raise TokenRefreshFailed(f"{source} could not be reached: {failure}") from failure
-    if too_big:
-        raise SerializationError(f"{source} sent more than {_MAX_BODY} bytes")
     arrived = dt.datetime.now(dt.UTC)
     if not 200 <= status <= 299:
-        raise _status_error(source, status, _detail(bytes(body)))
+        # A huge error page still says what the status says; its reason is simply lost.
+        raise _status_error(source, status, "" if too_big else _detail(bytes(body)))
+    if too_big:
+        raise SerializationError(f"{source} sent more than {_MAX_BODY} bytes")
     document = _parse(bytes(body))
     if document is None:
         raise SerializationError(f"{source} answered HTTP {status} without a JSON object")
