@@ -208,7 +208,8 @@ class TestIntensity:
         """3 restarts in the window are fine; the 4th stops all children and raises."""
         last = ValueError("fourth")
         specs = [puppets.spec("a"), puppets.spec("b"), puppets.spec("c")]
-        with pytest.raises(RestartIntensityExceeded) as info:
+
+        async def scenario() -> None:
             async with Supervisor(specs, max_restarts=3, within=5.0) as sup:
                 for _ in range(3):
                     puppets.crash("b")
@@ -219,6 +220,9 @@ class TestIntensity:
                 puppets.clear()
                 puppets.crash("b", last)
                 await trio.sleep_forever()
+
+        with pytest.raises(RestartIntensityExceeded) as info:
+            await scenario()
         assert info.value.__cause__ is last
         assert info.value.child_id == "b"
         assert puppets.events("stop") == ["b", "c", "a"]
@@ -240,21 +244,29 @@ class TestIntensity:
         self, autojump_clock: Any, puppets: Any
     ) -> None:
         """max_restarts=0 escalates the first restart."""
-        with pytest.raises(RestartIntensityExceeded):
+
+        async def scenario() -> None:
             async with Supervisor([puppets.spec("a")], max_restarts=0):
                 puppets.crash("a")
                 await trio.sleep_forever()
+
+        with pytest.raises(RestartIntensityExceeded):
+            await scenario()
 
     async def test_permanent_child_returning_too_often_escalates(
         self, autojump_clock: Any, puppets: Any
     ) -> None:
         """Normal returns of a permanent child count too; the error has no cause then."""
-        with pytest.raises(RestartIntensityExceeded) as info:
+
+        async def scenario() -> None:
             async with Supervisor([puppets.spec("a")], max_restarts=2):
                 for _ in range(3):
                     puppets.finish("a")
                     await settle()
                 await trio.sleep_forever()
+
+        with pytest.raises(RestartIntensityExceeded) as info:
+            await scenario()
         assert info.value.__cause__ is None
 
     async def test_error_raised_into_parent_nursery_is_not_a_group_member_only(
@@ -296,26 +308,23 @@ class TestIntensity:
 class TestBackoff:
     async def test_restart_delays_grow_and_reset(self, autojump_clock: Any, puppets: Any) -> None:
         """Consecutive restarts wait 1, 2, 4 s; a long run resets the count."""
-        backoff = RestartBackoff(initial=1.0, multiplier=2.0, max_delay=4.0, jitter=0.0)
-        async with Supervisor([puppets.spec("a")], backoff=backoff, max_restarts=100) as sup:
-            gaps = []
-            for _ in range(4):
-                puppets.clear()
-                puppets.crash("a")
-                await settle()
-                crashed_at = trio.current_time()
-                assert sup.which_children().by_id("a").state is ChildState.RESTARTING
-                while "a" not in puppets.live:
-                    await trio.sleep(0.25)
-                gaps.append(puppets.log[-1][2] - crashed_at)
-            assert gaps == [1.0, 2.0, 4.0, 4.0]
-            await trio.sleep(4.0)  # ran reset_after (= max_delay) seconds: back to 1 s
+        backoff = RestartBackoff(
+            initial=1.0, multiplier=2.0, max_delay=4.0, jitter=0.0, reset_after=10.0
+        )
+
+        async def restart_gap() -> float:
             puppets.crash("a")
             await settle()
             crashed_at = trio.current_time()
-            while "a" not in puppets.live:
-                await trio.sleep(0.25)
-            assert puppets.log[-1][2] - crashed_at == 1.0
+            assert sup.which_children().by_id("a").state is ChildState.RESTARTING
+            await trio.sleep(4.5)  # longer than any delay, shorter than reset_after
+            (started_at,) = [t for e, c, t in puppets.log if e == "start" and t > crashed_at]
+            return started_at - crashed_at
+
+        async with Supervisor([puppets.spec("a")], backoff=backoff, max_restarts=100) as sup:
+            assert [await restart_gap() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+            await trio.sleep(10.0)  # up for reset_after seconds: back to the initial delay
+            assert await restart_gap() == 1.0
 
     async def test_jitter_comes_from_the_injected_source(
         self, autojump_clock: Any, puppets: Any
@@ -441,10 +450,14 @@ class TestShutdown:
         self, autojump_clock: Any, puppets: Any, fatal: type[BaseException]
     ) -> None:
         """KeyboardInterrupt/SystemExit in a child: no restart, ordered stop, then it propagates."""
-        with pytest.raises(fatal):
+
+        async def scenario() -> None:
             async with Supervisor([puppets.spec("a"), puppets.spec("b"), puppets.spec("c")]):
                 puppets.crash("b", fatal())
                 await trio.sleep_forever()
+
+        with pytest.raises(fatal):
+            await scenario()
         assert puppets.events("stop") == ["b", "c", "a"]
         assert puppets.starts == {"a": 1, "b": 1, "c": 1}
 
@@ -453,10 +466,14 @@ class TestShutdown:
     ) -> None:
         """A child's exception group holding KeyboardInterrupt is fatal, never restarted."""
         group = BaseExceptionGroup("mixed", [ValueError("x"), KeyboardInterrupt()])
-        with pytest.raises(KeyboardInterrupt):
+
+        async def scenario() -> None:
             async with Supervisor([puppets.spec("a")]):
                 puppets.crash("a", group)
                 await trio.sleep_forever()
+
+        with pytest.raises(KeyboardInterrupt):
+            await scenario()
         assert puppets.starts == {"a": 1}
 
     async def test_group_of_exceptions_is_a_crash(self, autojump_clock: Any, puppets: Any) -> None:

@@ -127,8 +127,8 @@ class _ActorRunner(Generic[MsgT, ReplyT]):
         self.mailbox.request_stop(drain=final)
         return True
 
-    def supervised_close(self) -> None:
-        self.mailbox.close()
+    def supervised_close(self, owner: object) -> None:
+        self.mailbox.close(owner)
 
     def supervised_statistics(self) -> MailboxStatistics:
         return self.mailbox.statistics()

@@ -114,8 +114,13 @@ class Mailbox:
         if drain:
             self.room.unpark_all()
 
-    def close(self) -> None:
-        """Stop for good: fail queued and in-flight calls, discard queued casts."""
+    def close(self, owner: object) -> None:
+        """Stop for good: fail queued and in-flight calls, discard queued casts.
+
+        Only the supervisor running the actor (or any, while none does) may close it.
+        """
+        if self.owner is not None and self.owner is not owner:
+            return
         self.accepting = False
         self.stop_mode = _STOP
         queue = self.queue

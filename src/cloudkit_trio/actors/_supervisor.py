@@ -572,7 +572,7 @@ class _Run:
             if child.scope is not None:
                 child.scope.cancel()
             if child.managed is not None:
-                child.managed.supervised_close()
+                child.managed.supervised_close(self)
         self.timer_scope.cancel()
         while self.inbox:
             item = self.inbox.popleft()
@@ -645,7 +645,13 @@ class _Run:
         child.value = None
         child.state = ChildState.STARTING
         if child.managed is not None:
-            child.managed.supervised_open(self, self.timer)
+            try:
+                child.managed.supervised_open(self, self.timer)
+            except ValueError as exc:
+                child.exit = Exit(ExitKind.FAILED, exc, child.incarnation)
+                child.done.set()
+                child.state = ChildState.STOPPED
+                return False
         started = trio.Event()
         status = ChildStatus(started)
         self._nursery.start_soon(
@@ -732,7 +738,7 @@ class _Run:
             self.fatal = exit_.error
             self.request_stop()
             if child.managed is not None:
-                child.managed.supervised_close()
+                child.managed.supervised_close(self)
             return
         failed = exit_.kind is ExitKind.FAILED
         if failed:
@@ -745,7 +751,7 @@ class _Run:
         restart = child.spec.restart
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and not failed):
             if child.managed is not None:
-                child.managed.supervised_close()
+                child.managed.supervised_close(self)
             if restart is Restart.TEMPORARY:
                 self._remove(child)
             return
@@ -847,7 +853,7 @@ class _Run:
             child.state = ChildState.STOPPED
             child.restart_due = math.inf
             if final and child.managed is not None:
-                child.managed.supervised_close()
+                child.managed.supervised_close(self)
             return
         sup = self.sup
         done = child.done
@@ -911,7 +917,7 @@ class _Run:
                 self.fatal = exit_.error
                 self.request_stop()
         if final and child.managed is not None:
-            child.managed.supervised_close()
+            child.managed.supervised_close(self)
         self._report(EventKind.CHILD_STOPPED, LogLevel.DEBUG, "child stopped", child)
 
     async def _shutdown(self) -> None:
@@ -920,7 +926,7 @@ class _Run:
             if child.alive or child.state is ChildState.RESTARTING:
                 await self._stop_child(child, final=True)
             elif child.managed is not None:
-                child.managed.supervised_close()
+                child.managed.supervised_close(self)
         self._report(EventKind.SUPERVISOR_STOPPED, LogLevel.DEBUG, "supervisor stopped")
 
     # -- commands ------------------------------------------------------------------------
@@ -975,7 +981,7 @@ class _Run:
             EventKind.START_FAILED, LogLevel.ERROR, "child failed to start", child, failure=failure
         )
         if child.managed is not None:
-            child.managed.supervised_close()
+            child.managed.supervised_close(self)
         if remove:
             self._remove(child)
         exit_ = child.exit
@@ -1004,5 +1010,5 @@ class _Run:
         if child.state is not ChildState.STOPPED:
             raise ChildRunning(f"child {child.id!r} is {child.state.value}, not stopped")
         if child.managed is not None:
-            child.managed.supervised_close()
+            child.managed.supervised_close(self)
         self._remove(child)
