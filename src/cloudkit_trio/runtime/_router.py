@@ -61,7 +61,8 @@ class Router:
         self._runner = runner
         self._logger = logger
         self._workers = workers
-        self._receiving: set[trio.CancelScope] = set()
+        # Each worker's scope, and whether the worker is waiting for a submission.
+        self._idle: dict[trio.CancelScope, bool] = {}
         self._stopping = False
         self.received = 0
         self.replied = 0
@@ -77,16 +78,12 @@ class Router:
             workers=self._workers,
         )
 
-    @property
-    def idle(self) -> bool:
-        """Whether every worker waits for a submission (none is busy or about to be)."""
-        return len(self._receiving) == self._workers
-
     def request_stop(self) -> None:
         """Graceful stop: workers finish their operation, refuse the queue, and return."""
         self._stopping = True
-        for scope in list(self._receiving):
-            scope.cancel()
+        for scope, idle in list(self._idle.items()):
+            if idle:
+                scope.cancel()  # busy workers see _stopping once their operation is done
 
     async def run(self, *, task_status: trio.TaskStatus[Router] = trio.TASK_STATUS_IGNORED) -> None:
         """The router actor: a nursery of workers."""
@@ -97,18 +94,21 @@ class Router:
             task_status.started(self)
 
     async def _worker(self) -> None:
-        while not self._stopping:
-            scope = trio.CancelScope()
-            self._receiving.add(scope)
-            try:
-                with scope:
+        # One scope for the worker's life, cancelled by request_stop only while it waits:
+        # cheaper than a scope per receive. A submission handed over just as the scope is
+        # cancelled is still served (and answered), never lost.
+        scope = trio.CancelScope()
+        self._idle[scope] = True
+        try:
+            with scope:
+                while not self._stopping:
+                    self._idle[scope] = True
                     submission = await self._receive.receive()
-            finally:
-                self._receiving.discard(scope)
-            if scope.cancelled_caught:
-                break
-            self.received += 1
-            await self._serve(submission)
+                    self._idle[scope] = False
+                    self.received += 1
+                    await self._serve(submission)
+        finally:
+            del self._idle[scope]
         await self.refuse_queued()
 
     async def _serve(self, submission: Submission) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -94,6 +96,7 @@ class OperationRunner:
         self._max_concurrency = max_concurrency
         self._max_per_endpoint = max_per_endpoint
         self._bulkheads: OrderedDict[str, trio.CapacityLimiter] = OrderedDict()
+        self._endpoints: dict[str, str] = {}
         self._attempt_timeout = config.timeout
         self._timeouts = {
             "connect": config.connect_timeout,
@@ -154,75 +157,106 @@ class OperationRunner:
         Runs even while closing: operations admitted before shutdown may finish within the
         grace period. Callers that admit new work check :meth:`check_open` first.
         """
-        if self._cancelled:
-            raise ContextClosed(
-                "the cloud context shut down before the operation started",
-                provider=self._provider_name,
-                service=operation.service,
-                operation=operation.name,
-            )
         start = trio.current_time()
+        if self._cancelled:
+            raise self._closed_error(operation, None, "started")
         if operation.timeout is not None:
             deadline = min(deadline, start + operation.timeout)
         url = operation.resolve_url(self._config.endpoint)
-        endpoint = endpoint_of(url)
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            endpoint = self._endpoint(url)
         request = httpx.Request(
             operation.method,
             url,
             params=operation.params or None,
-            headers=operation.headers,
-            content=bytes(operation.body),
+            headers=operation.headers or None,
+            content=bytes(operation.body) if operation.body else None,
             extensions={"timeout": self._timeouts},
         )
         token = object()
         bulkhead = self._bulkhead(endpoint)
         self.inflight += 1
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
-        scope = trio.CancelScope(deadline=deadline)
-        self._scopes.add(scope)
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        error: CloudError | None = None
         attempts = 0
-        last: CloudError | None = None
         try:
-            with scope:
-                await self._acquire(self._limiter, token)
-                try:
-                    await self._acquire(bulkhead, token)
-                    try:
-                        response, attempts = await self._attempts(
-                            operation, request, url, endpoint, start, deadline
-                        )
-                        return response
-                    except CloudError as error:
-                        last = error
-                        attempts = error.attempt or attempts
-                        raise
-                    finally:
-                        bulkhead.release_on_behalf_of(token)
-                finally:
-                    self._limiter.release_on_behalf_of(token)
-            # Only reached when our own scope swallowed a cancellation.
-            if self._closing.reason is not None and trio.current_time() < deadline:
-                last = ContextClosed("the cloud context shut down before the operation finished")
-            else:
-                last = OperationTimeout(
-                    "the operation ran past its deadline",
-                    timeout=None if math.isinf(deadline) else deadline - start,
+            try:
+                self._limiter.acquire_on_behalf_of_nowait(token)
+            except trio.WouldBlock:
+                await self._wait_for(
+                    partial(self._limiter.acquire_on_behalf_of, token),
+                    operation,
+                    endpoint,
+                    deadline,
                 )
-            last.add_context(
-                provider=self._provider_name,
-                service=operation.service,
-                operation=operation.name,
-                endpoint=endpoint,
-            )
-            raise last
+            try:
+                try:
+                    bulkhead.acquire_on_behalf_of_nowait(token)
+                except trio.WouldBlock:
+                    await self._wait_for(
+                        partial(bulkhead.acquire_on_behalf_of, token), operation, endpoint, deadline
+                    )
+                try:
+                    response, attempts = await self._attempts(
+                        operation, request, url, endpoint, start, deadline
+                    )
+                    return response
+                finally:
+                    bulkhead.release_on_behalf_of(token)
+            finally:
+                self._limiter.release_on_behalf_of(token)
+        except CloudError as exc:
+            error = exc
+            attempts = exc.attempt or attempts
+            raise
         finally:
-            self._scopes.discard(scope)
             self.inflight -= 1
             if self.inflight == 0:
                 self._idle.set()
             self._release_bulkhead(endpoint, bulkhead)
-            if last is not None:
-                self._report(operation, endpoint, start, OperationOutcome.FAILURE, attempts, last)
+            if error is not None:
+                self._report(operation, endpoint, start, OperationOutcome.FAILURE, attempts, error)
+
+    async def _wait_for(
+        self,
+        waiting: Callable[[], Awaitable[None]],
+        operation: Operation,
+        endpoint: str,
+        deadline: float,
+    ) -> None:
+        """Await ``waiting`` (a queue for capacity, a backoff sleep) within the deadline."""
+        scope = trio.CancelScope(deadline=deadline)
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await waiting()
+        finally:
+            self._scopes.discard(scope)
+        if scope.cancelled_caught:
+            raise self._interrupted(operation, endpoint, deadline)
+
+    def _interrupted(self, operation: Operation, endpoint: str, deadline: float) -> CloudError:
+        """The error for an operation our own scope cut short: shutdown or its deadline."""
+        if self._cancelled and trio.current_time() < deadline:
+            return self._closed_error(operation, endpoint, "finished")
+        return OperationTimeout(
+            "the operation ran past its deadline",
+            provider=self._provider_name,
+            service=operation.service,
+            operation=operation.name,
+            endpoint=endpoint,
+        )
+
+    def _closed_error(self, operation: Operation, endpoint: str | None, when: str) -> ContextClosed:
+        return ContextClosed(
+            f"the cloud context shut down before the operation {when}",
+            provider=self._provider_name,
+            service=operation.service,
+            operation=operation.name,
+            endpoint=endpoint,
+        )
 
     async def _attempts(
         self,
@@ -243,7 +277,7 @@ class OperationRunner:
             try:
                 if self._needs_credentials:
                     credentials = await self._refresher.current()
-                response = await self._attempt(request, endpoint, credentials, deadline)
+                response = await self._attempt(request, operation, endpoint, credentials, deadline)
             except CloudError as error:
                 error.add_context(
                     provider=self._provider_name,
@@ -269,9 +303,9 @@ class OperationRunner:
                 self._events.retry(
                     operation.service, operation.name, endpoint, sent, delay, type(error).__name__
                 )
-                await trio.sleep(delay)
+                await self._wait_for(partial(trio.sleep, delay), operation, endpoint, deadline)
                 continue
-            response_obj = Response(
+            result = Response(
                 status_code=response.status_code,
                 headers=response.headers,
                 content=response.content,
@@ -288,12 +322,15 @@ class OperationRunner:
                 None,
                 response.status_code,
             )
-            return response_obj, sent
+            return result, sent
 
     def _retry_delay(
         self, operation: Operation, error: CloudError, attempt: int, deadline: float
     ) -> float | None:
-        if isinstance(error, CircuitOpenError) or attempt >= self._policy.max_attempts:
+        if (
+            isinstance(error, CircuitOpenError | ContextClosed)
+            or attempt >= self._policy.max_attempts
+        ):
             return None
         if error.request_sent and not operation.is_idempotent:
             return None
@@ -308,6 +345,7 @@ class OperationRunner:
     async def _attempt(
         self,
         request: httpx.Request,
+        operation: Operation,
         endpoint: str,
         credentials: Credentials | None,
         deadline: float,
@@ -322,9 +360,14 @@ class OperationRunner:
                 self._events.breaker_rejected(endpoint)
                 raise
         outcome = Outcome.IGNORED
+        attempt_deadline = now + self._attempt_timeout
+        # One scope per attempt: the attempt's timeout, the operation's deadline and
+        # shutdown all cancel it; which one it was is decided afterwards.
+        scope = trio.CancelScope(deadline=min(deadline, attempt_deadline))
+        self._scopes.add(scope)
         try:
             self._signer.sign(request, credentials)
-            with trio.move_on_at(min(deadline, now + self._attempt_timeout)) as attempt_scope:
+            with scope:
                 try:
                     response = await self._transport.handle_async_request(request)
                     try:
@@ -335,7 +378,9 @@ class OperationRunner:
                     raise
                 except Exception as exc:
                     raise error_from_exception(exc) from exc
-            if attempt_scope.cancelled_caught:
+            if scope.cancelled_caught:
+                if self._cancelled or trio.current_time() >= deadline:
+                    raise self._interrupted(operation, endpoint, deadline)
                 raise OperationTimeout(
                     f"the attempt timed out after {self._attempt_timeout:g}s",
                     timeout=self._attempt_timeout,
@@ -347,7 +392,6 @@ class OperationRunner:
                 reason=response.reason_phrase,
             )
             if error is not None:
-                outcome = Outcome.FAILURE if error.retryable else Outcome.IGNORED
                 raise error
             outcome = Outcome.SUCCESS
             return response
@@ -356,18 +400,20 @@ class OperationRunner:
                 outcome = Outcome.FAILURE
             raise
         finally:
+            self._scopes.discard(scope)
             if breaker is not None and permit is not None:
                 # Synchronous, so a half-open probe permit comes back even when cancelled.
                 breaker.release(permit, outcome, trio.current_time())
 
     # -- helpers ---------------------------------------------------------------------------
 
-    @staticmethod
-    async def _acquire(limiter: trio.CapacityLimiter, token: object) -> None:
-        try:
-            limiter.acquire_on_behalf_of_nowait(token)
-        except trio.WouldBlock:
-            await limiter.acquire_on_behalf_of(token)
+    def _endpoint(self, url: str) -> str:
+        # Parsing a URL costs microseconds and most operations repeat a few URLs: memoise,
+        # within a bound.
+        if len(self._endpoints) >= _MAX_IDLE_BULKHEADS:
+            self._endpoints.clear()
+        endpoint = self._endpoints[url] = endpoint_of(url)
+        return endpoint
 
     def _bulkhead(self, endpoint: str) -> trio.CapacityLimiter:
         bulkhead = self._bulkheads.get(endpoint)
