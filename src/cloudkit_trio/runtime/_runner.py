@@ -96,7 +96,7 @@ class OperationRunner:
         self._max_concurrency = max_concurrency
         self._max_per_endpoint = max_per_endpoint
         self._bulkheads: OrderedDict[str, trio.CapacityLimiter] = OrderedDict()
-        self._endpoints: dict[str, str] = {}
+        self._urls: dict[str, tuple[str, httpx.URL]] = {}
         self._attempt_timeout = config.timeout
         self._timeouts = {
             "connect": config.connect_timeout,
@@ -163,12 +163,13 @@ class OperationRunner:
         if operation.timeout is not None:
             deadline = min(deadline, start + operation.timeout)
         url = operation.resolve_url(self._config.endpoint)
-        endpoint = self._endpoints.get(url)
-        if endpoint is None:
-            endpoint = self._endpoint(url)
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._parse(url)
+        endpoint, http_url = parsed
         request = httpx.Request(
             operation.method,
-            url,
+            http_url,
             params=operation.params or None,
             headers=operation.headers or None,
             content=bytes(operation.body) if operation.body else None,
@@ -407,13 +408,13 @@ class OperationRunner:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _endpoint(self, url: str) -> str:
-        # Parsing a URL costs microseconds and most operations repeat a few URLs: memoise,
-        # within a bound.
-        if len(self._endpoints) >= _MAX_IDLE_BULKHEADS:
-            self._endpoints.clear()
-        endpoint = self._endpoints[url] = endpoint_of(url)
-        return endpoint
+    def _parse(self, url: str) -> tuple[str, httpx.URL]:
+        # Parsing a URL costs several microseconds and most operations repeat a few URLs:
+        # memoise (httpx.URL is immutable), within a bound.
+        if len(self._urls) >= _MAX_IDLE_BULKHEADS:
+            self._urls.clear()
+        parsed = self._urls[url] = (endpoint_of(url), httpx.URL(url))
+        return parsed
 
     def _bulkhead(self, endpoint: str) -> trio.CapacityLimiter:
         bulkhead = self._bulkheads.get(endpoint)
