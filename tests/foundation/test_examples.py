@@ -21,3 +21,34 @@ class TestQuickstart:
         assert "after attempt 1: Retry(delay=0.1)" in result.stdout
         assert "after attempt 4: DO_NOT_RETRY" in result.stdout
         assert "wJalrXUtnFEMI" not in result.stdout
+
+
+def run_example(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+class TestRuntimeExamples:
+    def test_await_style(self) -> None:
+        """examples/await_style.py retries a flaky service to success."""
+        out = run_example("await_style.py")
+        assert "200 GET /bucket/key after 3 attempts" in out
+        assert "ConfigError" in out
+
+    def test_channel_style(self) -> None:
+        """examples/channel_style.py gets one reply per submission."""
+        out = run_example("channel_style.py")
+        assert "19 succeeded, 1 failed, 20 replies for 20 submissions" in out
+        assert "submission 7: NotFound" in out
+
+    def test_embedded(self) -> None:
+        """examples/embedded.py runs a user worker in the runtime's supervision tree."""
+        out = run_example("embedded.py")
+        assert "'router', 'poller'" in out
+        assert "[b'pong', b'pong', b'pong']" in out
