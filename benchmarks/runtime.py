@@ -114,14 +114,15 @@ async def main(ops: int, rounds: int) -> None:
         await submit.aclose()
         request_send.close()
 
-    print(f"{'case':<10} {'µs/op (median)':>15} {'× direct':>9}")
+    print(f"{'case':<10} {'us/op (median)':>15} {'x direct':>9}")
     base = statistics.median(results["direct"])
     for label, values in results.items():
         median = statistics.median(values)
         print(f"{label:<10} {median:>15.1f} {median / base:>9.2f}")
     print()
     for label, values in ratios.items():
-        print(f"{label:<18} median {statistics.median(values):.2f}  [{min(values):.2f}-{max(values):.2f}]")
+        low, high = min(values), max(values)
+        print(f"{label:<18} median {statistics.median(values):.2f}  [{low:.2f}-{high:.2f}]")
 
 
 if __name__ == "__main__":
