@@ -66,12 +66,13 @@ class TestExactlyOneReply:
                 for index in range(CALLERS):
                     nursery.start_soon(caller, index)
 
-            stats = router.statistics()
-            assert stats.received == SUBMISSIONS
-            assert stats.replied + stats.undeliverable == SUBMISSIONS
             [child] = [c for c in cloud.supervisor.which_children() if c.id == "router"]
             assert child.restarts == 1
 
+        # Read after shutdown: operations of callers who gave up may still have been running.
+        stats = router.statistics()
+        assert stats.received == SUBMISSIONS
+        assert stats.replied + stats.undeliverable == SUBMISSIONS
         assert len(received) + len(gave_up) == SUBMISSIONS
         assert set(received) | gave_up == set(range(SUBMISSIONS))
         assert gave_up, "some callers should have given up"
