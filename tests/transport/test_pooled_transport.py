@@ -206,13 +206,14 @@ class TestKeepAlive:
     ) -> None:
         """A connection idle longer than keepalive_expiry is closed, not reused."""
         url, recorder = server
-        transport = PooledTransport(keepalive_expiry=2.0)
+        # Both jumps stay within one sweep interval (1 s): checkout alone must notice.
+        transport = PooledTransport(keepalive_expiry=0.5)
         async with httpx.AsyncClient(transport=transport) as client:
             await client.get(f"{url}/")
-            mock_clock.jump(1.0)
+            mock_clock.jump(0.3)
             await client.get(f"{url}/")
             assert _stats(transport).connections_created == 1
-            mock_clock.jump(2.5)
+            mock_clock.jump(0.6)
             await client.get(f"{url}/")
             stats = _stats(transport)
         assert stats.connections_created == 2

@@ -167,6 +167,8 @@ class Connection:
         try:
             await self._send_request(request, timeouts.get("write"))
         except httpx.WriteError:
+            if not self.request_may_have_arrived:
+                raise
             # The server may have answered early and closed (a 413 while we upload): its
             # response is worth more than our write error.
             try:
@@ -209,9 +211,17 @@ class Connection:
                 raise TypeError("an async transport needs an async request body")
             await self._write(head, write_timeout)
             self.body_started = True
-            async for chunk in stream:
-                if chunk:
-                    await self._write(h.send(h11.Data(data=chunk)), write_timeout)
+            chunks = aiter(stream)
+            try:
+                async for chunk in chunks:
+                    if chunk:
+                        await self._write(h.send(h11.Data(data=chunk)), write_timeout)
+            finally:
+                # httpx wraps bodies in async generators: finalize the one we started now,
+                # not whenever the garbage collector gets to it.
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             end = h.send(_END)
             if end:
                 await self._write(end, write_timeout)
