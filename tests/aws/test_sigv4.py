@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import cloudkit_trio as ck
-from cloudkit_trio.aws import EMPTY_SHA256, UNSIGNED_PAYLOAD, RequestSigner, SigV4Signer
+from cloudkit_trio.aws import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
 from cloudkit_trio.aws._sigv4 import _remove_dot_segments
+from cloudkit_trio.transport import RequestSigner
 
 NOW = dt.datetime(2024, 2, 29, 23, 59, 58, tzinfo=dt.UTC)
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

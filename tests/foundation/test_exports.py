@@ -9,7 +9,15 @@ import pytest
 
 import cloudkit_trio as ck
 
-PUBLIC_MODULES = ["cloudkit_trio", "cloudkit_trio.spi", "cloudkit_trio.transport"]
+PUBLIC_MODULES = [
+    "cloudkit_trio",
+    "cloudkit_trio.actors",
+    "cloudkit_trio.aws",
+    "cloudkit_trio.runtime",
+    "cloudkit_trio.spi",
+    "cloudkit_trio.testing",
+    "cloudkit_trio.transport",
+]
 
 EXPECTED_TOP_LEVEL = {
     "AlreadyExists", "AuthError", "AuthProvider", "ChainAuthProvider", "CircuitBreaker",

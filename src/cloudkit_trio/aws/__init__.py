@@ -1,8 +1,8 @@
 """Amazon Web Services: Signature Version 4 signing and the credential providers AWS users need.
 
 :class:`SigV4Signer` signs ``httpx`` requests and presigns URLs; it satisfies
-:class:`RequestSigner`, the hook the runtime calls before each attempt. The providers
-implement :class:`~cloudkit_trio.AuthProvider`: :class:`VaultAuthProvider`,
+:class:`cloudkit_trio.transport.RequestSigner`, the hook the runtime calls before each
+attempt. The providers implement :class:`~cloudkit_trio.AuthProvider`: :class:`VaultAuthProvider`,
 :class:`ProfileAuthProvider`, :class:`ContainerAuthProvider`, and
 :func:`default_aws_chain` puts the usual ones in order.
 
@@ -13,14 +13,13 @@ from .._exports import publish
 from ._chain import default_aws_chain
 from ._container import ContainerAuthProvider
 from ._profile import ProfileAuthProvider
-from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, RequestSigner, SigV4Signer
+from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
 from ._vault import VaultAuthProvider
 
 __all__ = [
     "ContainerAuthProvider",
     "EMPTY_SHA256",
     "ProfileAuthProvider",
-    "RequestSigner",
     "SigV4Signer",
     "UNSIGNED_PAYLOAD",
     "VaultAuthProvider",

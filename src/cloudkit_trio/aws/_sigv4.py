@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from typing import Final, Protocol, runtime_checkable
+from typing import ClassVar, Final
 from urllib.parse import quote, unquote_to_bytes
 
 import attrs
@@ -25,7 +25,7 @@ import httpx
 
 from .._credentials import Credentials
 
-__all__ = ["EMPTY_SHA256", "UNSIGNED_PAYLOAD", "RequestSigner", "SigV4Signer"]
+__all__ = ["EMPTY_SHA256", "UNSIGNED_PAYLOAD", "SigV4Signer"]
 
 _ALGORITHM: Final = "AWS4-HMAC-SHA256"
 _TERMINATOR: Final = "aws4_request"
@@ -84,23 +84,6 @@ _UNRESERVED_ONLY: Final = re.compile(rb"[A-Za-z0-9._~-]*")
 # Derived signing keys are kept for a handful of (secret, day) pairs: enough for a rotation
 # overlap and a day boundary, small enough that stale keys leave quickly.
 _KEY_CACHE_SIZE: Final = 8
-
-
-@runtime_checkable
-class RequestSigner(Protocol):
-    """Signs an outgoing request in place, right before each attempt is sent.
-
-    The runtime calls :meth:`sign` once per attempt (a retry is signed again, with the
-    credentials current at that moment) after the request is fully built, so that nothing
-    changes the request between signing and sending. It is synchronous: signing is pure
-    computation.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def sign(self, request: httpx.Request, credentials: Credentials) -> None:
-        """Add the authentication the service expects to ``request``."""
-        ...
 
 
 def _check_name(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -213,7 +196,8 @@ class SigV4Signer:
     :meth:`sign` adds ``X-Amz-Date``, ``X-Amz-Security-Token`` (for session credentials),
     ``X-Amz-Content-SHA256`` and ``Authorization`` to an :class:`httpx.Request`, in place,
     and rewrites its path and query into AWS's percent-encoding; it satisfies
-    :class:`RequestSigner`, so the runtime can call it before every attempt. Every header on
+    :class:`cloudkit_trio.transport.RequestSigner`, so the runtime calls it before every
+    attempt. Every header on
     the request is signed, except the hop-by-hop and tracing headers that proxies rewrite
     (``Connection``, ``User-Agent``, ``Transfer-Encoding``, ``traceparent``, ...): set
     headers before signing, never after.
@@ -255,6 +239,8 @@ class SigV4Signer:
         validator=attrs.validators.optional(attrs.validators.instance_of(bool)),
         on_setattr=attrs.setters.frozen,
     )
+    #: The runtime fetches credentials only for signers that need them.
+    needs_credentials: ClassVar[bool] = True
     _raw_path: bool = attrs.field(init=False, default=False)
     _keys: dict[tuple[bytes, str], bytes] = attrs.field(init=False, factory=dict)
 
@@ -267,7 +253,7 @@ class SigV4Signer:
     def sign(
         self,
         request: httpx.Request,
-        credentials: Credentials,
+        credentials: Credentials | None,
         *,
         now: dt.datetime | None = None,
     ) -> None:
