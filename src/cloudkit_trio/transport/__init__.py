@@ -11,9 +11,13 @@ from ._classify import (
     parse_provider_code,
     parse_retry_after,
 )
+from ._signing import BearerTokenSigner, NoAuthSigner, RequestSigner
 
 __all__ = [
+    "BearerTokenSigner",
+    "NoAuthSigner",
     "ProviderCode",
+    "RequestSigner",
     "error_from_exception",
     "error_from_response",
     "parse_provider_code",
