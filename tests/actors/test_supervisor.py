@@ -318,8 +318,9 @@ class TestBackoff:
             crashed_at = trio.current_time()
             assert sup.which_children().by_id("a").state is ChildState.RESTARTING
             await trio.sleep(4.5)  # longer than any delay, shorter than reset_after
-            (started_at,) = [t for e, c, t in puppets.log if e == "start" and t > crashed_at]
-            return started_at - crashed_at
+            starts: list[float] = [t for e, _, t in puppets.log if e == "start" and t > crashed_at]
+            assert len(starts) == 1
+            return starts[0] - crashed_at
 
         async with Supervisor([puppets.spec("a")], backoff=backoff, max_restarts=100) as sup:
             assert [await restart_gap() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]

@@ -22,11 +22,13 @@ from ._errors import (
     SupervisorNotRunning,
     TooManyChildren,
 )
+from ._handle import SupervisorHandle
 from ._mailbox import ActorRef, Overflow
 from ._snapshot import (
     ChildInfo,
     Children,
     ChildState,
+    EventHook,
     EventKind,
     FailureInfo,
     MailboxStatistics,
@@ -34,7 +36,7 @@ from ._snapshot import (
     SupervisorSnapshot,
 )
 from ._spec import ChildSpec, ChildTarget, Restart, Stoppable, StopSignal, Strategy
-from ._supervisor import EventHook, Supervisor, SupervisorHandle
+from ._supervisor import Supervisor
 
 __all__ = [
     "Actor",

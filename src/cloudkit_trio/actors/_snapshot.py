@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -14,6 +14,7 @@ __all__ = [
     "ChildInfo",
     "ChildState",
     "Children",
+    "EventHook",
     "EventKind",
     "FailureInfo",
     "MailboxStatistics",
@@ -255,3 +256,8 @@ class SupervisorEvent:
     restarts: int = 0
     failure: FailureInfo | None = None
     delay: float | None = None
+
+
+#: Receives every :class:`SupervisorEvent`; must not block. Exceptions it raises are logged
+#: and otherwise ignored.
+EventHook: TypeAlias = Callable[[SupervisorEvent], None]
