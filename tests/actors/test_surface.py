@@ -1,0 +1,82 @@
+"""The public surface of cloudkit_trio.actors, its independence, and the runnable example."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import cloudkit_trio.actors as actors
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src" / "cloudkit_trio" / "actors"
+
+EXPECTED = {
+    "Actor", "ActorContext", "ActorRef", "ActorSpec", "ActorStopped", "CallTimeout",
+    "ChildInfo", "ChildNotFound", "ChildRunning", "ChildSpec", "ChildStartError",
+    "ChildState", "ChildTarget", "Children", "DuplicateChild", "EventHook", "EventKind",
+    "FailureInfo", "MailboxFull", "MailboxStatistics", "Overflow", "RandomSource", "Restart",
+    "RestartBackoff", "RestartIntensityExceeded", "StopSignal", "Stoppable", "Strategy",
+    "SupervisionError", "Supervisor", "SupervisorEvent", "SupervisorHandle",
+    "SupervisorNotRunning", "SupervisorSnapshot", "TooManyChildren", "actor_child",
+}  # fmt: skip
+
+
+class TestSurface:
+    def test_exported_names_are_pinned_and_sorted(self) -> None:
+        """__all__ is exactly the documented names, in plain sorted order."""
+        assert set(actors.__all__) == EXPECTED
+        assert actors.__all__ == sorted(actors.__all__)
+
+    def test_contract_names_and_members(self) -> None:
+        """DESIGN.md §4 names exist with their members."""
+        assert {s.name for s in actors.Strategy} == {"ONE_FOR_ONE", "ONE_FOR_ALL", "REST_FOR_ONE"}
+        assert {r.name for r in actors.Restart} == {"PERMANENT", "TRANSIENT", "TEMPORARY"}
+        params = inspect.signature(actors.Supervisor).parameters
+        assert params["strategy"].default is actors.Strategy.ONE_FOR_ONE
+        assert params["max_restarts"].default == 3
+        assert params["within"].default == 5.0
+        for method in ("start_child", "terminate_child", "which_children", "stop"):
+            assert callable(getattr(actors.SupervisorHandle, method))
+        for method in ("call", "cast"):
+            assert inspect.iscoroutinefunction(getattr(actors.ActorRef, method))
+        assert issubclass(actors.DuplicateChild, ValueError)
+
+    def test_classes_report_the_public_module(self) -> None:
+        """Re-exported classes and functions say cloudkit_trio.actors, not a private module."""
+        for name in actors.__all__:
+            obj = getattr(actors, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                assert obj.__module__ == "cloudkit_trio.actors", name
+
+    def test_runtime_imports_nothing_cloud_specific(self) -> None:
+        """The package imports only itself, cloudkit_trio.spi and cloudkit_trio._exports."""
+        allowed = {"spi", "_exports"}
+        for path in PACKAGE.glob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                    assert node.module in allowed, (path.name, node.module)
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    assert not node.module.startswith("cloudkit_trio"), (path.name, node.module)
+
+
+class TestExample:
+    def test_supervision_example_runs(self) -> None:
+        """examples/supervision.py runs and shows restarts, the tree and the ordered stop."""
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "supervision.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        out = result.stdout
+        assert "store says: blue" in out
+        assert "flaky worker restarted 2 times" in out
+        assert "the caller sees the crash: KeyError('empty key')" in out
+        assert "same ref, new incarnation: None" in out
+        assert "jobs/job-2" in out
+        assert "stopped in reverse start order: last, job-2, job-1, flaky" in out
