@@ -200,6 +200,59 @@ class TestStrategies:
             assert puppets.events("start") == ["a"]
             assert sup.which_children().by_id("b").state is ChildState.STOPPED
 
+    async def test_failure_while_restarting_counts_and_reapplies_the_strategy(
+        self, autojump_clock: Any
+    ) -> None:
+        """A child failing during its restart is another failure: the group restarts again."""
+        starts: list[str] = []
+        b_attempts = 0
+        crash_a = trio.Event()
+
+        def make(child_id: str) -> ChildSpec:
+            async def target(*, task_status: trio.TaskStatus[Any]) -> None:
+                nonlocal b_attempts
+                starts.append(child_id)
+                if child_id == "b":
+                    b_attempts += 1
+                    if b_attempts == 2:  # its first restart fails before started()
+                        raise OSError("port busy")
+                task_status.started()
+                if child_id == "a" and not crash_a.is_set():
+                    await crash_a.wait()
+                    raise ValueError("a")
+                await trio.sleep_forever()
+
+            return ChildSpec(child_id, target)
+
+        specs = [make("a"), make("b"), make("c")]
+        async with Supervisor(specs, strategy=Strategy.ONE_FOR_ALL, max_restarts=5) as sup:
+            starts.clear()
+            crash_a.set()
+            await settle()
+            # a crashed: all restart; b fails to start: counted, and all restart once more.
+            assert starts == ["a", "b", "a", "b", "c"]
+            children = sup.which_children()
+            assert [c.state for c in children] == [ChildState.RUNNING] * 3
+            assert [c.restarts for c in children] == [2, 2, 1]
+            b_failure = children.by_id("b").last_failure
+            assert b_failure is not None
+            assert b_failure.type_name == "OSError"
+            assert sup.snapshot().recent_restarts == 2
+
+    async def test_terminating_a_child_waiting_in_backoff(
+        self, autojump_clock: Any, puppets: Any
+    ) -> None:
+        """terminate_child on a RESTARTING child cancels its pending restart."""
+        backoff = RestartBackoff(initial=10.0, jitter=0.0)
+        async with Supervisor([puppets.spec("a")], backoff=backoff) as sup:
+            puppets.crash("a")
+            await settle()
+            assert sup.which_children().by_id("a").state is ChildState.RESTARTING
+            await sup.terminate_child("a")
+            await trio.sleep(20)
+            assert sup.which_children().by_id("a").state is ChildState.STOPPED
+            assert puppets.starts == {"a": 1}
+
 
 class TestIntensity:
     async def test_exactly_max_restarts_is_fine_one_more_gives_up(

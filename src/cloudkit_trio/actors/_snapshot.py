@@ -242,7 +242,8 @@ class SupervisorEvent:
         supervisor: The supervisor's name.
         child_id: The child concerned, if any.
         at: ``trio.current_time()`` when it happened.
-        restarts: The child's restart count after the event.
+        restarts: The child's restart count when the event happened (a ``CHILD_RESTARTING``
+            event comes before the restart it announces is counted).
         failure: The exception involved, frozen.
         delay: For ``CHILD_RESTARTING``: seconds until the restart.
 
