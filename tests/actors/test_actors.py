@@ -201,6 +201,54 @@ class TestCallCast:
             assert info.restarts == 1
             assert info.last_failure is not None
 
+    async def test_on_start_failure_fails_the_start(self, autojump_clock: Any) -> None:
+        """An actor whose on_start raises fails the supervisor's start, naming it."""
+        from cloudkit_trio.actors import ChildStartError
+
+        class Broken(Actor[int, int]):
+            async def on_start(self, ctx: ActorContext[int, int]) -> None:
+                raise OSError("no config")
+
+        broken = actor_child("broken", Broken)
+        with pytest.raises(ChildStartError, match="broken") as info:
+            await Supervisor([broken.spec]).run()
+        assert isinstance(info.value.__cause__, OSError)
+        assert not broken.ref.statistics().open
+
+    async def test_on_stop_failure_is_reported(self, autojump_clock: Any, capture: Any) -> None:
+        """An on_stop that raises is logged as a failure while stopping."""
+
+        class Sloppy(Actor[int, int]):
+            async def on_stop(self) -> None:
+                raise RuntimeError("flush failed")
+
+        sloppy = actor_child("sloppy", Sloppy)
+        async with Supervisor([sloppy.spec], logger=capture):
+            pass
+        assert "child failed while stopping" in capture.messages()
+
+    async def test_busy_actor_lets_other_tasks_run(self, autojump_clock: Any) -> None:
+        """An actor draining a long queue with handlers that never await still yields."""
+        handled: list[int] = []
+
+        class Busy(Actor[int, None]):
+            async def handle_cast(self, msg: int) -> None:
+                handled.append(msg)
+
+        busy = actor_child("busy", Busy, capacity=200)
+        seen_by_other_task: list[int] = []
+
+        async def other() -> None:
+            seen_by_other_task.append(len(handled))
+
+        async with Supervisor([busy.spec]), trio.open_nursery() as nursery:
+            for n in range(200):
+                busy.ref.cast_nowait(n)
+            nursery.start_soon(other)
+            await settle()
+        assert len(handled) == 200
+        assert seen_by_other_task[0] < 200
+
 
 class TestDeadlines:
     async def test_timeout_with_late_reply_is_a_dead_letter_and_actor_survives(

@@ -540,6 +540,57 @@ class TestShutdown:
             assert info.last_failure is not None
             assert info.last_failure.type_name == "ExceptionGroup"
 
+    async def test_request_stop_that_raises_falls_back_to_cancel(
+        self, autojump_clock: Any, capture: Any
+    ) -> None:
+        """A broken request_stop is logged and the child is cancelled instead."""
+
+        class Broken:
+            def request_stop(self) -> None:
+                raise RuntimeError("cannot stop")
+
+        async def child(*, task_status: trio.TaskStatus[Broken]) -> None:
+            task_status.started(Broken())
+            await trio.sleep_forever()
+
+        async with Supervisor([ChildSpec("c", child)], logger=capture):
+            pass
+        assert "request_stop raised; cancelling the child" in capture.messages()
+        assert trio.current_time() == 0.0
+
+    async def test_failure_during_shutdown_is_recorded_not_restarted(
+        self, autojump_clock: Any, capture: Any
+    ) -> None:
+        """A child raising while it is being stopped is logged; nothing restarts."""
+        started = 0
+
+        async def child(*, task_status: trio.TaskStatus[None]) -> None:
+            nonlocal started
+            started += 1
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise ValueError("cleanup failed")
+
+        async with Supervisor([ChildSpec("c", child)], logger=capture) as sup:
+            pass
+        assert started == 1
+        entry = next(e for e in capture.entries if e.message == "child failed while stopping")
+        assert entry.fields["error_type"] == "ValueError"
+        last = sup.which_children().by_id("c").last_failure
+        assert last is not None
+        assert last.message == "cleanup failed"
+
+    async def test_keyboard_interrupt_during_startup_propagates(
+        self, autojump_clock: Any, puppets: Any
+    ) -> None:
+        """KeyboardInterrupt before started() stops the started children and propagates."""
+        specs = [puppets.spec("a"), puppets.spec("b", fail_start=KeyboardInterrupt())]
+        with pytest.raises(KeyboardInterrupt):
+            await Supervisor(specs).run()
+        assert puppets.events("stop") == ["b", "a"]
+
     async def test_stop_signal_helper(self, autojump_clock: Any) -> None:
         """StopSignal lets a plain worker return when the supervisor asks."""
         iterations = 0
