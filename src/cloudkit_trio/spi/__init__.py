@@ -17,6 +17,7 @@ from ._metrics import (
     OperationOutcome,
     Tags,
 )
+from ._prometheus import PrometheusMetrics
 from ._retry import (
     DO_NOT_RETRY,
     ExponentialBackoff,
@@ -48,6 +49,7 @@ __all__ = [
     "NoopMetrics",
     "OperationMetrics",
     "OperationOutcome",
+    "PrometheusMetrics",
     "RandomSource",
     "Retry",
     "RetryDecision",
