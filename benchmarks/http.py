@@ -8,7 +8,11 @@ each repetition:
 
 * ``httpx``: one shared ``httpx.AsyncClient`` with httpx's default transport;
 * ``httpx+pooled``: one shared ``httpx.AsyncClient(transport=PooledTransport())``;
-* ``pooled direct``: ``PooledTransport.handle_async_request`` without a client;
+* ``pooled direct``: ``PooledTransport.handle_async_request`` without a client, as the
+  runtime calls it: a new ``httpx.Request`` per call (from a URL parsed once), the body
+  read with ``aread()``;
+* ``pooled bare``: the same, with one prebuilt request and no ``aread()``: the transport's
+  own cost;
 * ``h11 loop``: one bare h11 connection per worker on a Trio socket (the floor);
 * ``httpx, no I/O``: ``httpx.AsyncClient`` over a transport that answers from memory, the
   client's own cost per request, which bounds any transport used behind it;
@@ -118,10 +122,15 @@ http {{
 
 
 @contextmanager
-def loopback_server() -> Iterator[tuple[str, str]]:
-    """Start a server on 127.0.0.1; yield its URL and a description; stop it afterwards."""
+def loopback_server(kind: str = "auto") -> Iterator[tuple[str, str]]:
+    """Start a server on 127.0.0.1; yield its URL and a description; stop it afterwards.
+
+    ``kind`` is ``"nginx"``, ``"fallback"`` or ``"auto"`` (nginx when installed).
+    """
     port = _free_port()
-    nginx = _nginx_binary()
+    nginx = None if kind == "fallback" else _nginx_binary()
+    if kind == "nginx" and nginx is None:
+        raise RuntimeError("nginx is not installed")
     with tempfile.TemporaryDirectory(prefix="ck-bench-") as prefix:
         if nginx is not None:
             Path(prefix).chmod(0o755)
@@ -249,15 +258,41 @@ async def pooled_client_figures(concurrency: int, url: str, requests: int, warmu
 
 
 async def pooled_direct_figures(concurrency: int, url: str, requests: int, warmup: int) -> Figures:
-    """``PooledTransport.handle_async_request`` without a client, as a runtime may call it."""
+    """``PooledTransport.handle_async_request`` without a client, as the runtime calls it.
+
+    A new ``httpx.Request`` per call from a URL parsed once (the runtime caches parsed
+    URLs), the body read with ``aread()``.
+    """
     timeout = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+    parsed = httpx.URL(url)
     async with PooledTransport() as transport:
 
         async def open_worker() -> tuple[Request, Callable[[], Awaitable[None]]]:
             async def one() -> None:
-                request = httpx.Request("GET", url, extensions={"timeout": timeout})
+                request = httpx.Request("GET", parsed, extensions={"timeout": timeout})
                 response = await transport.handle_async_request(request)
                 await response.aread()
+                if response.status_code != 200:
+                    raise RuntimeError(f"unexpected status {response.status_code}")
+
+            return one, _noop
+
+        return await measure(open_worker, concurrency, requests, warmup)
+
+
+async def pooled_bare_figures(concurrency: int, url: str, requests: int, warmup: int) -> Figures:
+    """The transport's own cost: one prebuilt request sent again and again, no httpx reading.
+
+    A 3-byte body arrives with its head, so the transport has read it (and given the
+    connection back) before it returns; only httpx's Request and Response models are spared.
+    """
+    timeout = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+    request = httpx.Request("GET", url, extensions={"timeout": timeout})
+    async with PooledTransport() as transport:
+
+        async def open_worker() -> tuple[Request, Callable[[], Awaitable[None]]]:
+            async def one() -> None:
+                response = await transport.handle_async_request(request)
                 if response.status_code != 200:
                     raise RuntimeError(f"unexpected status {response.status_code}")
 
@@ -344,6 +379,7 @@ CASES: dict[str, Case] = {
     "httpx": httpx_figures,
     "httpx+pooled": pooled_client_figures,
     "pooled direct": pooled_direct_figures,
+    "pooled bare": pooled_bare_figures,
     "h11 loop": h11_figures,
     "httpx, no I/O": client_ceiling_figures,
     "cloud.execute": cloud_execute_figures,
@@ -408,13 +444,19 @@ def main() -> None:
         "--concurrency", type=int, nargs="+", default=[1, 16, 64], help="workers per case"
     )
     parser.add_argument("--cases", nargs="+", choices=list(CASES), help="only these cases")
+    parser.add_argument(
+        "--server",
+        choices=["auto", "nginx", "fallback"],
+        default="auto",
+        help="which loopback server to start (auto: nginx when installed)",
+    )
     parser.add_argument("--url", help="measure this server instead of starting one")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         trio.run(_serve_fallback, args.serve)
         return
-    server = _given(args.url) if args.url else loopback_server()
+    server = _given(args.url) if args.url else loopback_server(args.server)
     with server as (url, description):
         print(
             f"server: {description}; {args.requests} requests per cell, "

@@ -34,6 +34,8 @@ READ_SIZE: Final = 64 * 1024
 # larger than this lands in an idle socket's empty send buffer whole or not at all (Linux
 # never shrinks a TCP send buffer below 4,608 bytes), so when it fails nothing left.
 _ATOMIC_WRITE: Final = 4096
+# h11's default (16 KiB) is tight for response heads full of cookies or long signed URLs.
+_MAX_HEAD: Final = 100 * 1024
 _END: Final = h11.EndOfMessage()
 _HTTP_11: Final = b"HTTP/1.1"
 _HOST: Final = b"host"
@@ -100,7 +102,9 @@ class Connection:
     socket: trio.socket.SocketType | None = attrs.field(init=False)
     #: Whether requests and response heads go through the socket's descriptor directly.
     direct: bool = attrs.field(init=False)
-    protocol: h11.Connection = attrs.field(init=False, factory=lambda: h11.Connection(h11.CLIENT))
+    protocol: h11.Connection = attrs.field(
+        init=False, factory=lambda: h11.Connection(h11.CLIENT, _MAX_HEAD)
+    )
     #: Completed request/response cycles; above zero the connection counts as reused.
     exchanges: int = attrs.field(init=False, default=0)
     #: ``trio.current_time()`` when it was last returned to the pool.

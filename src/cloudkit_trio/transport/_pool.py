@@ -94,9 +94,10 @@ class EndpointPool:
                 if connection.idle_since > cutoff and connection.is_alive():
                     self.active.add(connection)
                     return connection
-                # The newest idle connection expired or died, so its slot is free again.
-                self.slots -= 1
+                # The newest idle connection expired or died: close it and free its slot
+                # (in that order, so the pool never looks empty while it is in use).
                 await connection.aclose()
+                self.slots -= 1
         if self.slots < self.max_connections:
             self.slots += 1
             return None
