@@ -22,20 +22,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-# benchmarks/http.py would shadow the standard library's http (which httpx imports, through
-# the package root) if this folder stayed first on the path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+import trio
 
-import trio  # noqa: E402 - imported after the path fix above
-
-from cloudkit_trio.actors import Actor, ActorRef, MailboxFull, Supervisor, actor_child  # noqa: E402
-from cloudkit_trio.spi import NoopLogger  # noqa: E402
+from cloudkit_trio.actors import Actor, ActorRef, MailboxFull, Supervisor, actor_child
+from cloudkit_trio.spi import NoopLogger
 
 
 class Echo(Actor[int, int]):

@@ -36,6 +36,7 @@ from .spi import (
     RetryPolicy,
     StdlibLogger,
 )
+from .transport._h11_transport import PooledTransport
 from .transport._signing import NoAuthSigner, RequestSigner
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class _Settings:
     collectors: tuple[MetricsCollector, ...]
     logger: Logger
     transport: httpx.AsyncBaseTransport | None
+    plain_httpx: bool
     signer: RequestSigner
     advisory_window: float
     mandatory_window: float
@@ -74,8 +76,9 @@ class CloudContextBuilder:
 
     Defaults: ``CloudConfig()``, :class:`EnvAuthProvider`, :class:`ExponentialBackoff`
     with ``max_attempts = config.max_retries + 1``, a :class:`CircuitBreaker` per endpoint
-    with default settings, :class:`NoopMetrics`, :class:`StdlibLogger`, httpx's default
-    transport, and no request signing.
+    with default settings, :class:`NoopMetrics`, :class:`StdlibLogger`,
+    :class:`~cloudkit_trio.transport.PooledTransport` (``plain_httpx_transport()`` selects
+    httpx's own), and no request signing.
 
     .. versionadded:: 0.1.0
     """
@@ -89,6 +92,7 @@ class CloudContextBuilder:
         self._collectors: tuple[MetricsCollector, ...] = ()
         self._logger: Logger | None = None
         self._transport: httpx.AsyncBaseTransport | None = None
+        self._plain_httpx = False
         self._signer: RequestSigner | None = None
         self._windows = (15 * 60.0, 10 * 60.0)
         self._flush_interval = _DEFAULT_FLUSH_INTERVAL
@@ -137,6 +141,15 @@ class CloudContextBuilder:
         """The httpx transport every attempt goes through (``httpx.MockTransport`` works)."""
         _check_instance("transport", transport, httpx.AsyncBaseTransport)
         self._transport = transport
+        return self
+
+    def plain_httpx_transport(self) -> CloudContextBuilder:
+        """Use httpx's own connection pool instead of :class:`PooledTransport` by default.
+
+        httpx's pool gets slower as concurrency rises (see the transport docs); this is
+        for environments that need its features (HTTP/2, proxies).
+        """
+        self._plain_httpx = True
         return self
 
     def signer(self, signer: RequestSigner) -> CloudContextBuilder:
@@ -206,6 +219,7 @@ class CloudContextBuilder:
             collectors=self._collectors or (NoopMetrics(),),
             logger=self._logger if self._logger is not None else StdlibLogger(),
             transport=self._transport,
+            plain_httpx=self._plain_httpx,
             signer=self._signer if self._signer is not None else NoAuthSigner(),
             advisory_window=self._windows[0],
             mandatory_window=self._windows[1],
@@ -366,12 +380,20 @@ class _Runtime:
         )
         self.breakers = BreakerRegistry(settings.breaker, self.events, settings.logger)
         self.owns_transport = settings.transport is None
-        transport = settings.transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(
-                max_connections=config.max_concurrency,
-                max_keepalive_connections=config.max_concurrency,
+        transport: httpx.AsyncBaseTransport
+        if settings.transport is not None:
+            transport = settings.transport
+        elif settings.plain_httpx:
+            transport = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=config.max_concurrency,
+                    max_keepalive_connections=config.max_concurrency,
+                )
             )
-        )
+        else:
+            transport = PooledTransport(
+                max_connections_per_endpoint=config.max_concurrency_per_endpoint
+            )
         self.transport = transport
         self.runner = OperationRunner(
             provider=settings.provider,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from hypercorn.config import Config
@@ -15,6 +16,7 @@ from hypercorn.trio import serve
 import cloudkit_trio as ck
 from cloudkit_trio.runtime import BreakerState
 from cloudkit_trio.testing import RecordingMetrics
+from cloudkit_trio.transport import PooledTransport
 
 from ._support import CountingAuth, KeyEcho
 
@@ -160,3 +162,28 @@ class TestOverLoopback:
                 nursery.start_soon(cloud.execute, get(f"/k/{n}"))
         assert auth.fetches == 1
         assert {key for _, key in app.seen} == {"AKID1"}
+
+
+class TestTransportChoice:
+    async def test_pooled_transport_is_the_default(self, server: tuple[str, FaultApp]) -> None:
+        """Without .transport(), the runtime sends through PooledTransport over real sockets."""
+        base, _app = server
+        async with build(base) as cloud:
+            assert isinstance(cloud._runtime.transport, PooledTransport)
+            for n in range(5):
+                await cloud.execute(get(f"/p/{n}"))
+            stats = cloud._runtime.transport.statistics()
+        assert stats.connections_created == 1  # keep-alive: one connection, reused
+
+    async def test_plain_httpx_on_request(self, server: tuple[str, FaultApp]) -> None:
+        """plain_httpx_transport() selects httpx's own pool, over the same pipeline."""
+        base, _app = server
+        context = (
+            ck.CloudContext.builder("aws")
+            .config(ck.CloudConfig(endpoint=base))
+            .plain_httpx_transport()
+            .build()
+        )
+        async with context as cloud:
+            assert isinstance(cloud._runtime.transport, httpx.AsyncHTTPTransport)
+            assert (await cloud.execute(get("/h"))).content == b"200 /h"

@@ -23,9 +23,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 import cloudkit_trio as ck
-from cloudkit_trio.transport._classify import error_from_exception
-from cloudkit_trio.transport._h11_transport import PooledTransport
-from cloudkit_trio.transport._pool import TransportStatistics
+from cloudkit_trio.transport import PooledTransport, TransportStatistics, error_from_exception
 
 _MB = 1024 * 1024
 _CHUNK = 64 * 1024

@@ -19,9 +19,7 @@ import trio
 import trio.testing
 
 import cloudkit_trio as ck
-from cloudkit_trio.transport._classify import error_from_exception
-from cloudkit_trio.transport._h11_transport import PooledTransport
-from cloudkit_trio.transport._pool import TransportStatistics
+from cloudkit_trio.transport import PooledTransport, TransportStatistics, error_from_exception
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 _SHORT = 0.1

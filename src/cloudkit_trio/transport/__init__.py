@@ -11,13 +11,18 @@ from ._classify import (
     parse_provider_code,
     parse_retry_after,
 )
+from ._h11_transport import PooledTransport, StreamOpener
+from ._pool import TransportStatistics
 from ._signing import BearerTokenSigner, NoAuthSigner, RequestSigner
 
 __all__ = [
     "BearerTokenSigner",
     "NoAuthSigner",
+    "PooledTransport",
     "ProviderCode",
     "RequestSigner",
+    "StreamOpener",
+    "TransportStatistics",
     "error_from_exception",
     "error_from_response",
     "parse_provider_code",

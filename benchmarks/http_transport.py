@@ -1,6 +1,6 @@
 """HTTP client throughput on Trio against a loopback server: httpx, PooledTransport, bare h11.
 
-Run it with ``python benchmarks/http.py`` (``--help`` for the knobs). It starts its own
+Run it with ``python benchmarks/http_transport.py`` (``--help`` for the knobs). It starts its own
 server on 127.0.0.1: nginx with one worker serving a 3-byte body when ``nginx`` is on the
 PATH (or in /usr/sbin), otherwise a small Trio server in a subprocess, which then is likely
 the bottleneck (the script says so). For every concurrency it measures, interleaved within
@@ -41,16 +41,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-# This file is called http.py: with its folder first on the path, ``import http`` (httpx
-# needs http.cookiejar) would find this script instead of the standard library.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+import h11
+import httpx
+import trio
 
-import h11  # noqa: E402 - imported after the path fix above
-import httpx  # noqa: E402
-import trio  # noqa: E402
-
-from cloudkit_trio.transport._h11_transport import PooledTransport  # noqa: E402
+from cloudkit_trio.transport import PooledTransport
 
 BODY = b"ok\n"
 
