@@ -45,6 +45,7 @@ import h11
 import httpx
 import trio
 
+import cloudkit_trio
 from cloudkit_trio.transport import PooledTransport
 
 BODY = b"ok\n"
@@ -360,13 +361,36 @@ async def h11_figures(concurrency: int, url: str, requests: int, warmup: int) ->
 async def cloud_execute_figures(
     concurrency: int, url: str, requests: int, warmup: int
 ) -> Figures | None:
-    """HOOK for the runtime's row: measure ``await cloud.execute(op)`` here.
+    """``await cloud.execute(op)`` through the whole runtime, on its default transport.
 
-    Build a context whose transport is the default one, then return
-    ``await measure(open_worker, concurrency, requests, warmup)`` where ``one()`` awaits
-    ``cloud.execute(Operation(..., method="GET", url=url))``. Returning None skips the row.
+    Credentials (static), the endpoint's breaker, the retry policy, the metrics aggregator
+    and the logger are all in the path; the concurrency caps are raised so they do not
+    limit the figure.
     """
-    return None
+    config = cloudkit_trio.CloudConfig(
+        max_concurrency=max(256, concurrency), max_concurrency_per_endpoint=max(64, concurrency)
+    )
+    context = (
+        cloudkit_trio.CloudContext.builder(cloudkit_trio.ProviderType.AWS)
+        .config(config)
+        .auth_provider(
+            cloudkit_trio.StaticAuthProvider(cloudkit_trio.Credentials("AKID", "SECRET"))
+        )
+        .logger(cloudkit_trio.StdlibLogger())
+        .build()
+    )
+    operation = cloudkit_trio.Operation(service="bench", name="get", url=url)
+    async with context as cloud:
+
+        async def open_worker() -> tuple[Request, Callable[[], Awaitable[None]]]:
+            async def one() -> None:
+                response = await cloud.execute(operation)
+                if response.status_code != 200:
+                    raise RuntimeError(f"unexpected status {response.status_code}")
+
+            return one, _noop
+
+        return await measure(open_worker, concurrency, requests, warmup)
 
 
 Case = Callable[[int, str, int, int], Awaitable[Figures | None]]
