@@ -5,7 +5,7 @@ extension points (also in :mod:`cloudkit_trio.spi`) and the context that runs th
 """
 
 from ._config import CloudConfig
-from ._context import Cloud, CloudContext, CloudContextBuilder, CloudStatistics
+from ._context import Cloud, CloudContext, CloudContextBuilder, CloudSnapshot, CloudStatistics
 from ._credentials import Credentials
 from ._errors import (
     AlreadyExists,
@@ -81,6 +81,7 @@ __all__ = [
     "CloudContext",
     "CloudContextBuilder",
     "CloudError",
+    "CloudSnapshot",
     "CloudStatistics",
     "ConfigError",
     "ConnectError",

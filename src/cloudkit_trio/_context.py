@@ -16,7 +16,7 @@ from ._errors import ConfigError, ContextClosed, Overloaded
 from ._operation import Operation, Response, endpoint_of
 from ._provider import ProviderType
 from ._submission import Reply, Submission
-from .actors import ChildSpec, Supervisor, SupervisorEvent, SupervisorHandle
+from .actors import ChildSpec, Supervisor, SupervisorEvent, SupervisorHandle, SupervisorSnapshot
 from .actors import EventKind as SupervisorEventKind
 from .runtime._aggregator import AggregatorStatistics, MetricsAggregator
 from .runtime._breaker import BreakerSnapshot
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Hashable
     from types import TracebackType
 
-__all__ = ["Cloud", "CloudContext", "CloudContextBuilder", "CloudStatistics"]
+__all__ = ["Cloud", "CloudContext", "CloudContextBuilder", "CloudSnapshot", "CloudStatistics"]
 
 _DEFAULT_FLUSH_INTERVAL: Final = 0.1
 _NOT_SET: Final = object()
@@ -458,6 +458,29 @@ class CloudStatistics:
     credentials: CredentialsSnapshot
 
 
+@attrs.frozen
+class CloudSnapshot:
+    """The whole runtime at one instant: tree, breakers, credentials, queues.
+
+    Cheap enough to take once a second; never holds a secret.
+
+    .. versionadded:: 0.1.0
+    """
+
+    at: float
+    provider: str
+    closing: bool
+    tree: SupervisorSnapshot
+    breakers: tuple[BreakerSnapshot, ...]
+    credentials: CredentialsSnapshot
+    queued: int
+    queue_capacity: int
+    inflight: int
+    max_concurrency: int
+    metrics_queued: int
+    metrics_dropped: int
+
+
 @final
 class Cloud:
     """A running runtime: submit operations, inspect and control it, stop it.
@@ -567,6 +590,25 @@ class Cloud:
             metrics=runtime.aggregator.statistics(),
             breakers=runtime.breakers.snapshots(),
             credentials=runtime.refresher.snapshot(str(self.provider)),
+        )
+
+    def snapshot(self) -> CloudSnapshot:
+        """A frozen record of the whole runtime (see :class:`CloudSnapshot`)."""
+        runtime = self._runtime
+        metrics = runtime.aggregator.statistics()
+        return CloudSnapshot(
+            at=trio.current_time(),
+            provider=str(self.provider),
+            closing=runtime.closing,
+            tree=self._supervisor.snapshot(),
+            breakers=runtime.breakers.snapshots(),
+            credentials=runtime.refresher.snapshot(str(self.provider)),
+            queued=runtime.submit_send.statistics().current_buffer_used,
+            queue_capacity=self.config.queue_size,
+            inflight=runtime.runner.inflight,
+            max_concurrency=self.config.max_concurrency,
+            metrics_queued=metrics.queued,
+            metrics_dropped=metrics.dropped,
         )
 
     # -- breakers ----------------------------------------------------------------------------

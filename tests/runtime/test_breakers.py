@@ -226,3 +226,26 @@ class TestEviction:
             await trio.testing.wait_all_tasks_blocked()
             endpoints = [b.endpoint for b in cloud.statistics().breakers]
             assert endpoints == [f"http://127.0.0.1:{10015 + n}" for n in range(5)]
+
+
+class TestSnapshot:
+    async def test_snapshot_under_a_scripted_scenario(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """snapshot() shows the tree, an open breaker with its time to half-open, and no secret."""
+        async with context(Script([503] * 4), policy=BREAKER) as cloud:
+            for _ in range(4):
+                with pytest.raises(ck.ServiceUnavailable):
+                    await cloud.execute(op())
+            await trio.sleep(2.0)
+            await trio.testing.wait_all_tasks_blocked()
+            snapshot = cloud.snapshot()
+        assert [child.id for child in snapshot.tree.children] == [
+            "metrics-aggregator", "credential-refresher", "breakers", "router",
+        ]  # fmt: skip
+        assert any(path[-1] == f"breaker:{ENDPOINT}" for path, _ in snapshot.tree.walk())
+        [breaker] = snapshot.breakers
+        assert breaker.state is BreakerState.OPEN and breaker.failure_ratio == 1.0
+        assert breaker.time_until_half_open == pytest.approx(3.0)
+        assert snapshot.inflight == 0 and snapshot.queued == 0 and not snapshot.closing
+        assert "SECRET" not in repr(snapshot)
