@@ -273,42 +273,34 @@ class ProtocolError(NetworkError):
 # -- request outcomes -----------------------------------------------------------------------
 
 
-class NotFound(CloudError):
+class _ResourceError(CloudError):
+    """An error about one named resource (a bucket, an object, a container)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        **context: Unpack[ErrorContext],
+    ) -> None:
+        super().__init__(message, **context)
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+
+
+class NotFound(_ResourceError):
     """The resource does not exist (HTTP 404, ``NoSuchKey``, ``BlobNotFound``, ...).
 
     .. versionadded:: 0.1.0
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        resource_type: str | None = None,
-        resource_id: str | None = None,
-        **context: Unpack[ErrorContext],
-    ) -> None:
-        super().__init__(message, **context)
-        self.resource_type = resource_type
-        self.resource_id = resource_id
 
-
-class AlreadyExists(CloudError):
+class AlreadyExists(_ResourceError):
     """The resource already exists or conflicts with the request (HTTP 409).
 
     .. versionadded:: 0.1.0
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        resource_type: str | None = None,
-        resource_id: str | None = None,
-        **context: Unpack[ErrorContext],
-    ) -> None:
-        super().__init__(message, **context)
-        self.resource_type = resource_type
-        self.resource_id = resource_id
 
 
 class ValidationError(CloudError):

@@ -43,7 +43,9 @@ class PrometheusMetrics(MetricsCollector):
     ``retry_delay_seconds``, ``breaker_state``, ``breaker_transitions_total``,
     ``breaker_rejections_total``, ``credential_refreshes_total``,
     ``credential_age_seconds``, ``supervisor_restarts_total``, ``submission_queue_depth``,
-    ``inflight_operations``, ``metrics_dropped_total``.
+    ``inflight_operations``, ``metrics_dropped_total``. Instrument names outside the
+    runtime's own (:class:`~cloudkit_trio.runtime.RuntimeMetric`) are ignored, so that no
+    caller can add unbounded families.
 
     .. versionadded:: 0.1.0
     """
@@ -134,36 +136,40 @@ class PrometheusMetrics(MetricsCollector):
         self, name: str, value: float = 1.0, tags: Tags | None = None
     ) -> None:
         tags = tags or {}
-        spec = _COUNTERS.get(name)
-        if spec is None:
+        counter = self._instrument(name, tags, _COUNTERS, _counter)
+        if counter is None:
             return
-        metric_name, help_text, label_names = spec
-        values = self._values(label_names, tags)
-        counter = self._child(name, values, _counter(metric_name, help_text, label_names))
         assert isinstance(counter, PromCounter)
         counter.inc(value)
         if name == "breaker_transitions":
-            self._set_breaker_state(values[0], tags.get("to_state", ""))
+            endpoint = self._endpoint(tags.get("endpoint", ""))
+            self._set_breaker_state(endpoint, tags.get("to_state", ""))
 
     async def record_gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
-        spec = _GAUGES.get(name)
-        if spec is None:
-            return
-        metric_name, help_text, label_names = spec
-        values = self._values(label_names, tags or {})
-        gauge = self._child(name, values, _gauge(metric_name, help_text, label_names))
-        assert isinstance(gauge, PromGauge)
-        gauge.set(value)
+        gauge = self._instrument(name, tags or {}, _GAUGES, _gauge)
+        if gauge is not None:
+            assert isinstance(gauge, PromGauge)
+            gauge.set(value)
 
     async def record_histogram(self, name: str, value: float, tags: Tags | None = None) -> None:
-        spec = _HISTOGRAMS.get(name)
+        histogram = self._instrument(name, tags or {}, _HISTOGRAMS, _histogram)
+        if histogram is not None:
+            assert isinstance(histogram, PromHistogram)
+            histogram.observe(value)
+
+    def _instrument(
+        self,
+        name: str,
+        tags: Mapping[str, str],
+        table: Mapping[str, tuple[str, str, tuple[str, ...]]],
+        factory: Callable[[str, str, tuple[str, ...]], Callable[[CollectorRegistry], _Metric]],
+    ) -> _Metric | None:
+        """The bound child for a known instrument; None for names we do not export."""
+        spec = table.get(name)
         if spec is None:
-            return
-        metric_name, help_text, label_names = spec
-        values = self._values(label_names, tags or {})
-        histogram = self._child(name, values, _histogram(metric_name, help_text, label_names))
-        assert isinstance(histogram, PromHistogram)
-        histogram.observe(value)
+            return None
+        label_names = spec[2]
+        return self._child(name, self._values(label_names, tags), factory(*spec))
 
     def _values(self, label_names: tuple[str, ...], tags: Mapping[str, str]) -> tuple[str, ...]:
         return tuple(
