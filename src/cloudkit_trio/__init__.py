@@ -36,6 +36,7 @@ from ._errors import (
     ValidationError,
 )
 from ._exports import publish
+from ._exposition import serve_metrics
 from ._operation import Operation, Response
 from ._provider import ProviderType, Region
 from ._submission import Reply, Submission
@@ -134,6 +135,7 @@ __all__ = [
     "TLSError",
     "TokenRefreshFailed",
     "ValidationError",
+    "serve_metrics",
 ]
 
 

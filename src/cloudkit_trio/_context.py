@@ -432,10 +432,22 @@ class _Runtime:
             self.events.supervisor_restart(event.child_id)
 
     def _sample(self) -> list[Gauge]:
-        return [
+        gauges = [
             Gauge(RuntimeMetric.QUEUE_DEPTH, self.submit_send.statistics().current_buffer_used, {}),
             Gauge(RuntimeMetric.INFLIGHT, self.runner.inflight, {}),
         ]
+        age = self.refresher.age()
+        if age is not None:
+            gauges.append(
+                Gauge(RuntimeMetric.CREDENTIAL_AGE, age, {"provider": str(self.settings.provider)})
+            )
+        # Sampled rather than derived from transitions alone, so a breaker that never left
+        # CLOSED is visible too; bounded by CircuitBreaker.max_endpoints.
+        gauges.extend(
+            Gauge(RuntimeMetric.BREAKER_STATE, 1.0, {"endpoint": endpoint, "state": str(state)})
+            for endpoint, state in self.breakers.states()
+        )
+        return gauges
 
     def close_queue(self) -> None:
         self.submit_receive.close()

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+from functools import partial
 
 import httpx
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+import pytest
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import cloudkit_trio as ck
 import cloudkit_trio.testing
 from cloudkit_trio.testing import FaultyTransport
+from cloudkit_trio.transport import BearerTokenSigner
 
 
 def samples(registry: CollectorRegistry) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -76,15 +81,19 @@ class TestPrometheusMetrics:
         states = {labels["state"]: v for labels, v in samples(registry)["cloudkit_breaker_state"]}
         assert states["open"] == 1.0 and states["closed"] == 0.0
 
-    async def test_runtime_metrics_reach_a_real_scrape(self) -> None:
-        """A context's retries and operations are scraped over a real loopback socket."""
+    async def test_runtime_metrics_reach_a_real_scrape(self, nursery: trio.Nursery) -> None:
+        """A context's operations, retries, breaker states and credential age are scraped from
+        serve_metrics over a real loopback socket and parsed by prometheus-client's parser."""
         registry = CollectorRegistry()
+        port = await nursery.start(partial(ck.serve_metrics, registry=registry))
         context = (
             ck.CloudContext.builder("aws")
             .config(ck.CloudConfig(endpoint="http://127.0.0.1:9000"))
             .transport(
                 FaultyTransport(rate=0.5, seed=3, weights={ck.testing.Fault.UNAVAILABLE: 1.0})
             )
+            .auth_provider(ck.StaticAuthProvider(ck.Credentials("AKIDEXAMPLE", "s3cr3t-value")))
+            .signer(BearerTokenSigner())
             .metrics_collector(ck.PrometheusMetrics(registry))
             .retry_policy(ck.ExponentialBackoff(initial_delay=0.001, max_delay=0.001))
             .logger(ck.NoopLogger())
@@ -94,14 +103,58 @@ class TestPrometheusMetrics:
             for _ in range(20):
                 with contextlib.suppress(ck.CloudError):
                     await cloud.execute(ck.Operation(service="s3", name="get_object", path="/k"))
-        server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-        try:
-            port = server.server_address[1]
+            final_state = str(cloud.breaker("http://127.0.0.1:9000").state)
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{port}/metrics")
+            missing = await client.get(f"http://127.0.0.1:{port}/elsewhere")
+        assert response.status_code == 200 and missing.status_code == 404
+        assert "s3cr3t" not in response.text
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        assert {"cloudkit_operations", "cloudkit_retries", "cloudkit_retry_delay_seconds"} <= set(
+            families
+        )
+        states = {s.labels["state"]: s.value for s in families["cloudkit_breaker_state"].samples}
+        assert states[final_state] == 1.0 and sum(states.values()) == 1.0
+        [age] = families["cloudkit_credential_age_seconds"].samples
+        assert age.labels == {"provider": "aws"} and age.value >= 0.0
+
+
+class TestServeMetrics:
+    async def test_rejects_unusable_arguments(self) -> None:
+        """Bad ports and paths are ConfigErrors before anything is bound."""
+        for kwargs in ({"port": -1}, {"port": 70_000}, {"port": True}, {"path": "metrics"}):
+            with pytest.raises(ck.ConfigError):
+                await ck.serve_metrics(**kwargs)  # type: ignore[arg-type]
+
+    async def test_serves_the_default_registry_and_stops_with_its_nursery(self) -> None:
+        """Without a registry it serves prometheus-client's global one; cancelling the nursery
+        closes the listening socket."""
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(ck.serve_metrics)
             async with httpx.AsyncClient() as client:
                 text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
-        names = {family.name for family in text_string_to_metric_families(text)}
-        assert {"cloudkit_operations", "cloudkit_retries", "cloudkit_retry_delay_seconds"} <= names
+            assert any(f.name.startswith("python_") for f in text_string_to_metric_families(text))
+            nursery.cancel_scope.cancel()
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+
+
+class TestSampledGauges:
+    async def test_a_breaker_that_never_tripped_is_exported_as_closed(self) -> None:
+        """The state gauge is sampled, so healthy endpoints are visible before any transition."""
+        registry = CollectorRegistry()
+        context = (
+            ck.CloudContext.builder("aws")
+            .config(ck.CloudConfig(endpoint="http://127.0.0.1:9000"))
+            .transport(httpx.MockTransport(lambda request: httpx.Response(200)))
+            .metrics_collector(ck.PrometheusMetrics(registry))
+            .logger(ck.NoopLogger())
+            .build()
+        )
+        async with context as cloud:
+            await cloud.execute(ck.Operation(service="s3", name="get_object", path="/k"))
+        states = {labels["state"]: v for labels, v in samples(registry)["cloudkit_breaker_state"]}
+        assert states == {
+            "closed": 1.0, "open": 0.0, "half_open": 0.0, "forced_open": 0.0, "forced_closed": 0.0
+        }  # fmt: skip
+        assert "cloudkit_credential_age_seconds" not in samples(registry)

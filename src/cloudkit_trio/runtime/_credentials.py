@@ -225,6 +225,10 @@ class CredentialRefresher:
         else:
             round_.finish(None, f"could not obtain credentials from {self._last_error}")
 
+    def age(self) -> float | None:
+        """Seconds since the credentials in use were fetched; None before the first fetch."""
+        return None if self._fetched_at is None else trio.current_time() - self._fetched_at
+
     def snapshot(self, provider: str) -> CredentialsSnapshot:
         now = trio.current_time()
         credentials = self._credentials

@@ -139,6 +139,10 @@ class BreakerRegistry:
         now = trio.current_time()
         return tuple(breaker.snapshot(now) for breaker in self._breakers.values())
 
+    def states(self) -> list[tuple[str, BreakerState]]:
+        """Each live breaker's endpoint and state; cheaper than :meth:`snapshots`."""
+        return [(endpoint, breaker.state) for endpoint, breaker in self._breakers.items()]
+
     def __len__(self) -> int:
         return len(self._breakers)
 

@@ -146,6 +146,12 @@ class PrometheusMetrics(MetricsCollector):
             self._set_breaker_state(endpoint, tags.get("to_state", ""))
 
     async def record_gauge(self, name: str, value: float, tags: Tags | None = None) -> None:
+        if name == "breaker_state":
+            # One series per (endpoint, state), all kept consistent: 1 for the current state.
+            tags = tags or {}
+            if value == 1.0 and tags.get("state") in _BREAKER_STATES:
+                self._set_breaker_state(self._endpoint(tags.get("endpoint", "")), tags["state"])
+            return
         gauge = self._instrument(name, tags or {}, _GAUGES, _gauge)
         if gauge is not None:
             assert isinstance(gauge, PromGauge)
