@@ -39,6 +39,7 @@ from ._exports import publish
 from ._exposition import serve_metrics
 from ._operation import Operation, Response
 from ._provider import ProviderType, Region
+from ._streaming import StreamingResponse
 from ._submission import Reply, Submission
 from .runtime import BreakerState
 from .spi import (
@@ -130,6 +131,7 @@ __all__ = [
     "ServiceUnavailable",
     "StaticAuthProvider",
     "StdlibLogger",
+    "StreamingResponse",
     "StructuredLogger",
     "Submission",
     "TLSError",

@@ -40,8 +40,10 @@ from .transport._h11_transport import PooledTransport
 from .transport._signing import NoAuthSigner, RequestSigner
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Hashable
+    from collections.abc import AsyncGenerator, AsyncIterator, Hashable
     from types import TracebackType
+
+    from ._streaming import StreamingResponse
 
 __all__ = ["Cloud", "CloudContext", "CloudContextBuilder", "CloudSnapshot", "CloudStatistics"]
 
@@ -454,6 +456,18 @@ class _Runtime:
         self.submit_send.close()
 
 
+def _deadline(timeout: float) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not (math.isfinite(timeout) and timeout > 0)
+    ):
+        raise ConfigError(
+            f"timeout must be seconds > 0 or None, got {timeout!r}", field="timeout", value=timeout
+        )
+    return trio.current_time() + timeout
+
+
 @attrs.frozen
 class CloudStatistics:
     """Counters of a running context.
@@ -545,17 +559,31 @@ class Cloud:
         runner.check_open(operation)
         if timeout is None:
             return await runner.run(operation)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not (math.isfinite(timeout) and timeout > 0)
-        ):
-            raise ConfigError(
-                f"timeout must be seconds > 0 or None, got {timeout!r}",
-                field="timeout",
-                value=timeout,
-            )
-        return await runner.run(operation, trio.current_time() + timeout)
+        return await runner.run(operation, _deadline(timeout))
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        operation: Operation,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncIterator[StreamingResponse]:
+        """Run ``operation`` and stream its body: ``async with cloud.stream(op) as response:``.
+
+        Credentials, the breaker and retries apply until a successful response's headers
+        arrive, exactly as for :meth:`execute`; an error status raises the mapped
+        :class:`CloudError` from ``async with``. Inside the block, read the body with
+        ``async for chunk in response.aiter_bytes()``; it is closed when the block exits,
+        read or not. The operation holds its concurrency slots until then, and ``timeout``
+        (or ``Operation.timeout``) bounds reading the body as well. Runs on the caller's task.
+        """
+        if not isinstance(operation, Operation):
+            raise TypeError(f"stream() takes an Operation, got {type(operation).__name__}")
+        runner = self._runtime.runner
+        runner.check_open(operation)
+        deadline = math.inf if timeout is None else _deadline(timeout)
+        async with runner.stream(operation, deadline) as response:
+            yield response
 
     def submit_channel(self) -> trio.MemorySendChannel[Submission]:
         """A clone of the runtime's submission channel; close it when you are done.

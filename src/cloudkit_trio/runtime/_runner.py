@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -25,6 +26,7 @@ from .._errors import (
     OperationTimeout,
 )
 from .._operation import Operation, Response, endpoint_of
+from .._streaming import StreamingResponse
 from ..spi import DO_NOT_RETRY, OperationMetrics, OperationOutcome, RetryPolicy
 from ..transport._classify import error_from_exception, error_from_response
 from ._breaker import Outcome, Permit
@@ -167,14 +169,7 @@ class OperationRunner:
         if parsed is None:
             parsed = self._parse(url)
         endpoint, http_url = parsed
-        request = httpx.Request(
-            operation.method,
-            http_url,
-            params=operation.params or None,
-            headers=operation.headers or None,
-            content=bytes(operation.body) if operation.body else None,
-            extensions={"timeout": self._timeouts},
-        )
+        request = self._request(operation, http_url)
         token = object()
         bulkhead = self._bulkhead(endpoint)
         self.inflight += 1
@@ -183,30 +178,13 @@ class OperationRunner:
         error: CloudError | None = None
         attempts = 0
         try:
+            await self._admit(token, bulkhead, operation, endpoint, deadline)
             try:
-                self._limiter.acquire_on_behalf_of_nowait(token)
-            except trio.WouldBlock:
-                await self._wait_for(
-                    partial(self._limiter.acquire_on_behalf_of, token),
-                    operation,
-                    endpoint,
-                    deadline,
+                response, attempts = await self._attempts(
+                    operation, request, endpoint, deadline, stream=False
                 )
-            try:
-                try:
-                    bulkhead.acquire_on_behalf_of_nowait(token)
-                except trio.WouldBlock:
-                    await self._wait_for(
-                        partial(bulkhead.acquire_on_behalf_of, token), operation, endpoint, deadline
-                    )
-                try:
-                    response, attempts = await self._attempts(
-                        operation, request, url, endpoint, start, deadline
-                    )
-                    return response
-                finally:
-                    bulkhead.release_on_behalf_of(token)
             finally:
+                bulkhead.release_on_behalf_of(token)
                 self._limiter.release_on_behalf_of(token)
         except CloudError as exc:
             error = exc
@@ -219,6 +197,154 @@ class OperationRunner:
             self._release_bulkhead(endpoint, bulkhead)
             if error is not None:
                 self._report(operation, endpoint, start, OperationOutcome.FAILURE, attempts, error)
+        self._report(
+            operation,
+            endpoint,
+            start,
+            OperationOutcome.SUCCESS,
+            attempts,
+            None,
+            response.status_code,
+        )
+        return Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            content=response.content,
+            url=url,
+            attempts=attempts,
+            elapsed=trio.current_time() - start,
+        )
+
+    @asynccontextmanager
+    async def stream(
+        self, operation: Operation, deadline: float = math.inf
+    ) -> AsyncIterator[StreamingResponse]:
+        """Run ``operation`` up to a successful response's headers; the body is read by the caller.
+
+        Retries, credentials and the breaker apply until the headers arrive (the breaker
+        counts the attempt then); the operation keeps its concurrency slots until the body
+        is closed, and its deadline bounds reading the body too. The operation is reported
+        when the context exits: a success, unless reading the body failed.
+        """
+        start = trio.current_time()
+        if self._cancelled:
+            raise self._closed_error(operation, None, "started")
+        if operation.timeout is not None:
+            deadline = min(deadline, start + operation.timeout)
+        url = operation.resolve_url(self._config.endpoint)
+        endpoint, http_url = self._urls.get(url) or self._parse(url)
+        request = self._request(operation, http_url)
+        token = object()
+        bulkhead = self._bulkhead(endpoint)
+        self.inflight += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        error: CloudError | None = None
+        attempts = 0
+        try:
+            await self._admit(token, bulkhead, operation, endpoint, deadline)
+            try:
+                response, attempts = await self._attempts(
+                    operation, request, endpoint, deadline, stream=True
+                )
+                body = StreamingResponse._create(
+                    response,
+                    url=url,
+                    attempts=attempts,
+                    elapsed=trio.current_time() - start,
+                    guard=partial(self._guard_body, operation, endpoint, deadline),
+                )
+                try:
+                    yield body
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await response.aclose()
+                error = body._failure
+            finally:
+                bulkhead.release_on_behalf_of(token)
+                self._limiter.release_on_behalf_of(token)
+        except CloudError as exc:
+            error = exc
+            attempts = exc.attempt or attempts
+            raise
+        finally:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.set()
+            self._release_bulkhead(endpoint, bulkhead)
+            if error is not None:
+                self._report(operation, endpoint, start, OperationOutcome.FAILURE, attempts, error)
+        self._report(
+            operation,
+            endpoint,
+            start,
+            OperationOutcome.SUCCESS,
+            attempts,
+            None,
+            response.status_code,
+        )
+
+    async def _admit(
+        self,
+        token: object,
+        bulkhead: trio.CapacityLimiter,
+        operation: Operation,
+        endpoint: str,
+        deadline: float,
+    ) -> None:
+        """Take a slot of the global limit and one of the endpoint's bulkhead, in that order."""
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(token)
+        except trio.WouldBlock:
+            await self._wait_for(
+                partial(self._limiter.acquire_on_behalf_of, token), operation, endpoint, deadline
+            )
+        try:
+            try:
+                bulkhead.acquire_on_behalf_of_nowait(token)
+            except trio.WouldBlock:
+                await self._wait_for(
+                    partial(bulkhead.acquire_on_behalf_of, token), operation, endpoint, deadline
+                )
+        except BaseException:
+            self._limiter.release_on_behalf_of(token)
+            raise
+
+    async def _guard_body(
+        self, operation: Operation, endpoint: str, deadline: float, read: Awaitable[bytes]
+    ) -> bytes:
+        """Await one read of a streamed body within the deadline, mapping its failures."""
+        scope = trio.CancelScope(deadline=deadline)
+        self._scopes.add(scope)
+        try:
+            with scope:
+                try:
+                    return await read
+                except (httpx.HTTPError, CloudError) as exc:
+                    # Transport failures become the runtime's errors; StopAsyncIteration and
+                    # misuse (httpx.StreamConsumed) pass through as themselves.
+                    error = error_from_exception(exc)
+                    error.request_sent = True
+                    error.add_context(
+                        provider=self._provider_name,
+                        service=operation.service,
+                        operation=operation.name,
+                        endpoint=endpoint,
+                    )
+                    raise error from exc
+        finally:
+            self._scopes.discard(scope)
+        raise self._interrupted(operation, endpoint, deadline)
+
+    def _request(self, operation: Operation, http_url: httpx.URL) -> httpx.Request:
+        return httpx.Request(
+            operation.method,
+            http_url,
+            params=operation.params or None,
+            headers=operation.headers or None,
+            content=bytes(operation.body) if operation.body else None,
+            extensions={"timeout": self._timeouts},
+        )
 
     async def _wait_for(
         self,
@@ -263,11 +389,11 @@ class OperationRunner:
         self,
         operation: Operation,
         request: httpx.Request,
-        url: str,
         endpoint: str,
-        start: float,
         deadline: float,
-    ) -> tuple[Response, int]:
+        *,
+        stream: bool,
+    ) -> tuple[httpx.Response, int]:
         attempt = 0  # attempts counted against the policy
         sent = 0  # every attempt made, a forced credential retry included
         refreshed = False
@@ -278,7 +404,9 @@ class OperationRunner:
             try:
                 if self._needs_credentials:
                     credentials = await self._refresher.current()
-                response = await self._attempt(request, operation, endpoint, credentials, deadline)
+                response = await self._attempt(
+                    request, operation, endpoint, credentials, deadline, stream=stream
+                )
             except CloudError as error:
                 error.add_context(
                     provider=self._provider_name,
@@ -306,24 +434,7 @@ class OperationRunner:
                 )
                 await self._wait_for(partial(trio.sleep, delay), operation, endpoint, deadline)
                 continue
-            result = Response(
-                status_code=response.status_code,
-                headers=response.headers,
-                content=response.content,
-                url=url,
-                attempts=sent,
-                elapsed=trio.current_time() - start,
-            )
-            self._report(
-                operation,
-                endpoint,
-                start,
-                OperationOutcome.SUCCESS,
-                sent,
-                None,
-                response.status_code,
-            )
-            return result, sent
+            return response, sent
 
     def _retry_delay(
         self, operation: Operation, error: CloudError, attempt: int, deadline: float
@@ -350,6 +461,8 @@ class OperationRunner:
         endpoint: str,
         credentials: Credentials | None,
         deadline: float,
+        *,
+        stream: bool,
     ) -> httpx.Response:
         breaker = self._breakers.get(endpoint)
         now = trio.current_time()
@@ -371,10 +484,13 @@ class OperationRunner:
             with scope:
                 try:
                     response = await self._transport.handle_async_request(request)
-                    try:
-                        await response.aread()
-                    finally:
-                        await response.aclose()
+                    # A streamed success is left unread for the caller; every other
+                    # response is read whole, error bodies included (they carry the code).
+                    if not stream or response.status_code >= 300:
+                        try:
+                            await response.aread()
+                        finally:
+                            await response.aclose()
                 except CloudError:
                     raise
                 except Exception as exc:
@@ -386,14 +502,15 @@ class OperationRunner:
                     f"the attempt timed out after {self._attempt_timeout:g}s",
                     timeout=self._attempt_timeout,
                 )
-            error = error_from_response(
-                response.status_code,
-                response.headers,
-                response.content,
-                reason=response.reason_phrase,
-            )
-            if error is not None:
-                raise error
+            if response.status_code >= 300:
+                error = error_from_response(
+                    response.status_code,
+                    response.headers,
+                    response.content,
+                    reason=response.reason_phrase,
+                )
+                if error is not None:
+                    raise error
             outcome = Outcome.SUCCESS
             return response
         except CloudError as error:
