@@ -1,10 +1,13 @@
-"""Loopback endpoints for the credential-provider tests: real sockets on 127.0.0.1 only."""
+"""Loopback endpoints for the AWS tests: real sockets on 127.0.0.1 only.
+
+Scripted endpoints for the credential providers, and moto's S3 server for the S3 client.
+"""
 
 from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -13,6 +16,8 @@ import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+
+from ._moto import MotoServer, run_moto_server
 
 
 @attrs.frozen
@@ -100,3 +105,10 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's S3 server on a free 127.0.0.1 port, authentication on, shared by the session."""
+    with run_moto_server() as server:
+        yield server

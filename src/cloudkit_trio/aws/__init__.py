@@ -1,10 +1,12 @@
-"""Amazon Web Services: Signature Version 4 signing and the credential providers AWS users need.
+"""Amazon Web Services: Signature Version 4, the credential providers, and an S3 client.
 
 :class:`SigV4Signer` signs ``httpx`` requests and presigns URLs; it satisfies
 :class:`cloudkit_trio.transport.RequestSigner`, the hook the runtime calls before each
 attempt. The providers implement :class:`~cloudkit_trio.AuthProvider`: :class:`VaultAuthProvider`,
 :class:`ProfileAuthProvider`, :class:`ContainerAuthProvider`, and
-:func:`default_aws_chain` puts the usual ones in order.
+:func:`default_aws_chain` puts the usual ones in order. :class:`S3` runs S3 calls through a
+running :class:`~cloudkit_trio.Cloud`; :class:`S3Operations` builds them as operations for
+the channel API and parses their answers into records.
 
 .. versionadded:: 0.1.0
 """
@@ -13,13 +15,33 @@ from .._exports import publish
 from ._chain import default_aws_chain
 from ._container import ContainerAuthProvider
 from ._profile import ProfileAuthProvider
+from ._s3 import S3
+from ._s3_names import Addressing
+from ._s3_operations import S3Operations
+from ._s3_records import (
+    BucketSummary,
+    ListPage,
+    ObjectInfo,
+    ObjectSummary,
+    PutObjectResult,
+    S3Object,
+)
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
 from ._vault import VaultAuthProvider
 
 __all__ = [
+    "Addressing",
+    "BucketSummary",
     "ContainerAuthProvider",
     "EMPTY_SHA256",
+    "ListPage",
+    "ObjectInfo",
+    "ObjectSummary",
     "ProfileAuthProvider",
+    "PutObjectResult",
+    "S3",
+    "S3Object",
+    "S3Operations",
     "SigV4Signer",
     "UNSIGNED_PAYLOAD",
     "VaultAuthProvider",

@@ -1,0 +1,328 @@
+"""S3: an object-storage client whose every call is an operation of a running runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, final
+
+from .._context import Cloud
+from .._errors import AlreadyExists, NotFound, SerializationError
+from ._s3_names import Addressing
+from ._s3_operations import ByteRange, S3Operations
+from ._sigv4 import SigV4Signer
+
+if TYPE_CHECKING:
+    from .._operation import Operation, Response
+    from ._s3_records import (
+        BucketSummary,
+        ListPage,
+        ObjectInfo,
+        ObjectSummary,
+        PutObjectResult,
+        S3Object,
+    )
+
+__all__ = ["S3"]
+
+
+def _annotate(error: NotFound | AlreadyExists, bucket: str, key: str | None) -> None:
+    if error.resource_type is not None:
+        return
+    if key is None or error.code in (
+        "NoSuchBucket",
+        "BucketAlreadyExists",
+        "BucketAlreadyOwnedByYou",
+    ):
+        error.resource_type, error.resource_id = "bucket", bucket
+    else:
+        error.resource_type, error.resource_id = "object", f"{bucket}/{key}"
+
+
+@final
+class S3:
+    """Amazon S3 (or any S3-compatible store) through a running :class:`~cloudkit_trio.Cloud`.
+
+    Every method builds an :class:`~cloudkit_trio.Operation` with :attr:`operations` and
+    runs it with ``cloud.execute``, so credentials, the endpoint's circuit breaker,
+    retries, metrics and logging apply to each call. S3's XML errors arrive as the error
+    tree: ``NoSuchKey`` and ``NoSuchBucket`` as :class:`~cloudkit_trio.NotFound`,
+    ``BucketAlreadyOwnedByYou`` as :class:`~cloudkit_trio.AlreadyExists`, ``SlowDown`` as
+    :class:`~cloudkit_trio.RateLimited`, ``SignatureDoesNotMatch`` and
+    ``InvalidAccessKeyId`` as :class:`~cloudkit_trio.InvalidCredentials`, ``AccessDenied``
+    as :class:`~cloudkit_trio.InsufficientPermissions`; ``NotFound`` and ``AlreadyExists``
+    raised here name the bucket or object in ``resource_type`` and ``resource_id``.
+
+    The context must sign requests for S3 in the same region::
+
+        context = (
+            ck.CloudContext.builder(ck.ProviderType.AWS)
+            .config(ck.CloudConfig(region="eu-west-1"))
+            .signer(S3.signer("eu-west-1"))       # SigV4Signer("s3", "eu-west-1")
+            .build()
+        )
+        async with context as cloud:
+            s3 = S3(cloud)
+            await s3.put_object("my-bucket", "hello.txt", b"hi")
+
+    Args:
+        cloud: The running runtime.
+        region: The buckets' region; defaults to ``cloud.config.region``.
+        endpoint: The service's base URL; defaults to ``cloud.config.endpoint``, and
+            without one to AWS's ``https://s3.{region}.amazonaws.com``.
+        addressing: Path-style or virtual-hosted URLs (see :class:`Addressing`).
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_cloud", "_operations")
+
+    def __init__(
+        self,
+        cloud: Cloud,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        addressing: Addressing | str = Addressing.AUTO,
+    ) -> None:
+        if not isinstance(cloud, Cloud):
+            raise TypeError(
+                f"S3 needs a running Cloud (from `async with context as cloud`), "
+                f"got {type(cloud).__name__}"
+            )
+        self._cloud = cloud
+        self._operations = S3Operations(
+            region=region if region is not None else cloud.config.region,
+            endpoint=endpoint if endpoint is not None else cloud.config.endpoint,
+            addressing=addressing,
+        )
+
+    @staticmethod
+    def signer(region: str = "us-east-1") -> SigV4Signer:
+        """The request signer an S3 context needs: ``SigV4Signer("s3", region)``."""
+        return SigV4Signer("s3", region)
+
+    @property
+    def operations(self) -> S3Operations:
+        """The operation builders and response parsers behind every method, for the
+        channel API (``cloud.submit_channel()``) and for ``cloud.stream``."""
+        return self._operations
+
+    @property
+    def cloud(self) -> Cloud:
+        return self._cloud
+
+    def __repr__(self) -> str:
+        ops = self._operations
+        return (
+            f"S3(region={ops.region!r}, endpoint={ops.endpoint!r}, "
+            f"addressing={ops.addressing.value!r})"
+        )
+
+    async def _execute(
+        self,
+        operation: Operation,
+        timeout: float | None,  # noqa: ASYNC109 - bounds retries too, like cloud.execute
+        bucket: str,
+        key: str | None = None,
+    ) -> Response:
+        try:
+            return await self._cloud.execute(operation, timeout=timeout)
+        except (NotFound, AlreadyExists) as error:
+            _annotate(error, bucket, key)
+            raise
+
+    # -- buckets -----------------------------------------------------------------------------
+
+    async def create_bucket(self, bucket: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Create ``bucket`` in this client's region.
+
+        Raises :class:`~cloudkit_trio.AlreadyExists` when it exists, yours
+        (``BucketAlreadyOwnedByYou``) or someone else's (``BucketAlreadyExists``).
+        """
+        await self._execute(self._operations.create_bucket(bucket), timeout, bucket)
+
+    async def delete_bucket(self, bucket: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Delete the empty ``bucket``."""
+        await self._execute(self._operations.delete_bucket(bucket), timeout, bucket)
+
+    async def bucket_exists(self, bucket: str, *, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Whether ``bucket`` exists (and these credentials may see it)."""
+        try:
+            await self._execute(self._operations.head_bucket(bucket), timeout, bucket)
+        except NotFound:
+            return False
+        return True
+
+    async def list_buckets(self, *, timeout: float | None = None) -> tuple[BucketSummary, ...]:  # noqa: ASYNC109
+        """The buckets these credentials own."""
+        response = await self._cloud.execute(self._operations.list_buckets(), timeout=timeout)
+        return self._operations.parse_list_buckets(response)
+
+    # -- objects -----------------------------------------------------------------------------
+
+    async def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes | bytearray | memoryview,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> PutObjectResult:
+        """Store ``body`` as ``key`` in ``bucket``, replacing any object of that name."""
+        operation = self._operations.put_object(
+            bucket, key, body, content_type=content_type, metadata=metadata, headers=headers
+        )
+        response = await self._execute(operation, timeout, bucket, key)
+        return self._operations.parse_put_object(response, bucket=bucket, key=key)
+
+    async def get_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        byte_range: ByteRange | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> S3Object:
+        """The object's metadata and whole body (or the ``byte_range`` asked for).
+
+        The body is read into memory; for large objects use :meth:`open_object`.
+        """
+        operation = self._operations.get_object(bucket, key, byte_range=byte_range)
+        response = await self._execute(operation, timeout, bucket, key)
+        return self._operations.parse_get_object(response, bucket=bucket, key=key)
+
+    async def head_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ObjectInfo:
+        """The object's metadata; :class:`~cloudkit_trio.NotFound` if there is no such key.
+
+        A ``HEAD`` answer has no body, so S3 cannot say why it failed: a missing bucket is
+        also :class:`~cloudkit_trio.NotFound`, and a bad signature is
+        :class:`~cloudkit_trio.InsufficientPermissions` (plain 403) rather than
+        :class:`~cloudkit_trio.InvalidCredentials`.
+        """
+        operation = self._operations.head_object(bucket, key)
+        response = await self._execute(operation, timeout, bucket, key)
+        return self._operations.parse_head_object(response, bucket=bucket, key=key)
+
+    async def delete_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> None:
+        """Delete ``key``; deleting a key that does not exist is not an error in S3."""
+        await self._execute(self._operations.delete_object(bucket, key), timeout, bucket, key)
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def list_objects_v2(
+        self,
+        bucket: str,
+        *,
+        prefix: str | None = None,
+        delimiter: str | None = None,
+        page_size: int | None = None,
+        start_after: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[ListPage]:
+        """The listing of ``bucket``, page by page, following S3's continuation tokens.
+
+        ``async for page in s3.list_objects_v2("bucket", prefix="logs/"):`` — each page is
+        one request (at most ``page_size`` keys, 1000 by default) made when the loop asks
+        for it, so breaking out early costs nothing more. With a ``delimiter``, keys below
+        it are rolled up into ``page.common_prefixes``. ``timeout`` bounds each request.
+        Arguments are checked here, before anything is sent.
+        """
+        return _Pages(
+            self,
+            bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            page_size=page_size,
+            start_after=start_after,
+            timeout=timeout,
+        )
+
+    async def iter_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str | None = None,
+        page_size: int | None = None,
+        start_after: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncIterator[ObjectSummary]:
+        """Every object in ``bucket`` (under ``prefix``), in key order, across pages."""
+        pages = self.list_objects_v2(
+            bucket, prefix=prefix, page_size=page_size, start_after=start_after, timeout=timeout
+        )
+        async for page in pages:
+            for summary in page.objects:
+                yield summary
+
+
+@final
+class _Pages:
+    """The pages of one listing; each ``__anext__`` is one ListObjectsV2 request."""
+
+    __slots__ = ("_bucket", "_build", "_done", "_next", "_s3", "_timeout", "_token")
+
+    def __init__(
+        self,
+        s3: S3,
+        bucket: str,
+        *,
+        prefix: str | None,
+        delimiter: str | None,
+        page_size: int | None,
+        start_after: str | None,
+        timeout: float | None,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._timeout = timeout
+        self._token: str | None = None
+        self._done = False
+        self._build = partial(
+            s3.operations.list_objects_v2,
+            bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            page_size=page_size,
+        )
+        # Built now so that bad arguments fail at the call, not at the first iteration.
+        self._next: Operation = self._build(start_after=start_after)
+
+    def __aiter__(self) -> _Pages:
+        return self
+
+    async def __anext__(self) -> ListPage:
+        if self._done:
+            raise StopAsyncIteration
+        s3 = self._s3
+        response = await s3._execute(self._next, self._timeout, self._bucket)
+        page = s3.operations.parse_list_objects_v2(response)
+        token = page.next_continuation_token
+        if token is None:
+            self._done = True
+            return page
+        if token == self._token:
+            self._done = True
+            raise SerializationError(
+                "S3 answered the same continuation token twice; the listing would never end",
+                service="s3",
+                operation="list_objects_v2",
+            )
+        self._token = token
+        self._next = self._build(continuation_token=token)
+        return page
