@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import math
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -85,6 +87,53 @@ class TestExecute:
         [request] = script.requests
         assert str(request.url) == f"{ENDPOINT}/bucket/key?q=v"
         assert request.headers["x-a"] == "1"
+
+    async def test_bodies_in_memory_streamed_or_encoded_arrive_decoded(self) -> None:
+        """Whatever form the transport hands a body over in, content is the decoded bytes."""
+        payload = b"cloudkit " * 1_000
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for n in range(0, len(payload), 1_000):
+                yield payload[n : n + 1_000]
+
+        script = Script(
+            [
+                lambda request: httpx.Response(200, content=payload),
+                lambda request: httpx.Response(200, content=chunks()),
+                lambda request: httpx.Response(
+                    200, content=gzip.compress(payload), headers={"Content-Encoding": "gzip"}
+                ),
+            ]
+        )
+        async with context(script) as cloud:
+            for _ in range(3):
+                assert (await cloud.execute(op())).content == payload
+
+    async def test_requests_are_framed_as_httpx_frames_them(self) -> None:
+        """Host, Content-Length, params and caller headers match what httpx.Request builds."""
+        cases = [
+            op(),
+            op(method="POST", body=b"payload", headers={"Content-Type": "application/json"}),
+            op(method="PUT"),
+            op(method="DELETE", params={"versionId": "3", "q": "a b"}),
+            op(headers={"Host": "bucket.example.com", "X-Amz-Meta-A": "1"}),
+            op(method="POST", body=b"xyz", headers={"Content-Length": "3"}),
+        ]
+        script = Script()
+        async with context(script, breaker=None) as cloud:
+            for operation in cases:
+                await cloud.execute(operation)
+        for operation, sent in zip(cases, script.requests, strict=True):
+            expected = httpx.Request(
+                operation.method,
+                f"{ENDPOINT}{operation.path}",
+                params=operation.params or None,
+                headers=operation.headers or None,
+                content=operation.body or None,
+            )
+            assert sent.url == expected.url
+            assert sorted(sent.headers.multi_items()) == sorted(expected.headers.multi_items())
+            assert sent.content == operation.body
 
     async def test_relative_path_needs_an_endpoint(
         self, autojump_clock: trio.testing.MockClock
