@@ -15,6 +15,7 @@ from cloudkit_trio.aws import (
     S3,
     Addressing,
     ListPage,
+    ObjectStream,
     ObjectSummary,
     S3Operations,
     SigV4Signer,
@@ -614,3 +615,15 @@ class TestClient:
         assert names == [("s3", "put_object"), ("s3", "delete_object")]
         assert len(fake.signatures) == 2
         assert all(s.startswith("AWS4-HMAC-SHA256 Credential=AKID/") for s in fake.signatures)
+
+    async def test_open_object_over_a_mock_transport(self) -> None:
+        """open_object hands over metadata first, then the body; ObjectStream is not built by hand."""
+        fake = FakeS3(
+            [httpx.Response(200, headers={"Content-Length": "5", "ETag": '"e"'}, content=b"hello")]
+        )
+        async with fake_context(fake) as cloud, S3(cloud).open_object("bkt", "k") as obj:
+            assert repr(obj) == "<ObjectStream bkt/k (5 bytes)>"
+            assert obj.info.etag == "e"
+            assert b"".join([c async for c in obj.aiter_bytes()]) == b"hello"
+        with pytest.raises(TypeError, match="open_object"):
+            ObjectStream()

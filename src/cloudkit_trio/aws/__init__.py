@@ -15,7 +15,7 @@ from .._exports import publish
 from ._chain import default_aws_chain
 from ._container import ContainerAuthProvider
 from ._profile import ProfileAuthProvider
-from ._s3 import S3
+from ._s3 import S3, ObjectStream
 from ._s3_names import Addressing
 from ._s3_operations import S3Operations
 from ._s3_records import (
@@ -36,6 +36,7 @@ __all__ = [
     "EMPTY_SHA256",
     "ListPage",
     "ObjectInfo",
+    "ObjectStream",
     "ObjectSummary",
     "ProfileAuthProvider",
     "PutObjectResult",

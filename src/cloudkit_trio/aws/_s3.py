@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, final
 
 from .._context import Cloud
 from .._errors import AlreadyExists, NotFound, SerializationError
 from ._s3_names import Addressing
-from ._s3_operations import ByteRange, S3Operations
+from ._s3_operations import ByteRange, S3Operations, object_info_from_headers
 from ._sigv4 import SigV4Signer
 
 if TYPE_CHECKING:
     from .._operation import Operation, Response
+    from .._streaming import StreamingResponse
     from ._s3_records import (
         BucketSummary,
         ListPage,
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
         S3Object,
     )
 
-__all__ = ["S3"]
+__all__ = ["ObjectStream", "S3"]
 
 
 def _annotate(error: NotFound | AlreadyExists, bucket: str, key: str | None) -> None:
@@ -223,6 +225,40 @@ class S3:
         """Delete ``key``; deleting a key that does not exist is not an error in S3."""
         await self._execute(self._operations.delete_object(bucket, key), timeout, bucket, key)
 
+    @asynccontextmanager
+    async def open_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        byte_range: ByteRange | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AsyncIterator[ObjectStream]:
+        """Read an object as a stream: ``async with s3.open_object(bucket, key) as obj:``.
+
+        The object's metadata is ``obj.info`` as soon as the block is entered; the body
+        arrives with ``async for chunk in obj.aiter_bytes()`` and is never held in memory
+        whole. Credentials, the breaker and retries apply until S3's headers arrive (a
+        missing key raises :class:`~cloudkit_trio.NotFound` from ``async with``); a failure
+        while reading the body is raised from the loop and not retried. The connection is
+        released when the block exits, read to the end or not. ``timeout`` bounds the whole
+        read, the body included.
+        """
+        operation = self._operations.get_object(bucket, key, byte_range=byte_range)
+        opened = False
+        try:
+            async with self._cloud.stream(operation, timeout=timeout) as response:
+                opened = True
+                info = object_info_from_headers(
+                    response.status_code, response.headers, bucket=bucket, key=key
+                )
+                yield ObjectStream._create(info, response)
+        except (NotFound, AlreadyExists) as error:
+            # Only errors about this object are annotated, not ones raised in the block.
+            if not opened:
+                _annotate(error, bucket, key)
+            raise
+
     # -- listing -----------------------------------------------------------------------------
 
     def list_objects_v2(
@@ -326,3 +362,52 @@ class _Pages:
         self._token = token
         self._next = self._build(continuation_token=token)
         return page
+
+
+@final
+class ObjectStream:
+    """An object being read from S3, yielded by :meth:`S3.open_object`.
+
+    Valid inside its ``async with`` block only. Read the body once: ``aiter_bytes()`` (with
+    any ``Content-Encoding`` the object was stored with decoded, as ``get_object`` does),
+    ``aiter_raw()`` (the bytes exactly as stored) or ``aread()`` (all of it).
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("info", "response")
+
+    #: The object's metadata, from the response's headers.
+    info: ObjectInfo
+    #: The underlying response (status, headers, attempts).
+    response: StreamingResponse
+
+    def __init__(self) -> None:
+        raise TypeError("ObjectStream objects come from S3.open_object()")
+
+    @classmethod
+    def _create(cls, info: ObjectInfo, response: StreamingResponse) -> ObjectStream:
+        self = object.__new__(cls)
+        self.info = info
+        self.response = response
+        return self
+
+    def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """The body in chunks, any ``Content-Encoding`` decoded."""
+        return self.response.aiter_bytes(chunk_size)
+
+    def aiter_raw(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """The body in chunks, exactly as S3 stores it."""
+        return self.response.aiter_raw(chunk_size)
+
+    async def aread(self) -> bytes:
+        """The whole body (decoded); for large objects iterate instead."""
+        return await self.response.aread()
+
+    @property
+    def num_bytes_downloaded(self) -> int:
+        """Bytes received so far."""
+        return self.response.num_bytes_downloaded
+
+    def __repr__(self) -> str:
+        return f"<ObjectStream {self.info.bucket}/{self.info.key} ({self.info.size} bytes)>"
