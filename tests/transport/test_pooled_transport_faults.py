@@ -386,6 +386,30 @@ class TestTimeouts:
         assert isinstance(error_from_exception(info.value), ck.OperationTimeout)
         assert transport.statistics().open_connections == 0
 
+    async def test_an_enclosing_deadline_that_ends_first_bounds_the_read(
+        self, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Under a sooner enclosing deadline the read ends by that scope's cancellation (no
+        scope of the transport's own); under a later one, by ReadTimeout. Both discard."""
+
+        async def script(server: RawServer, stream: trio.SocketStream, reader: Reader, i: int):
+            await server.next_request(reader)
+            await trio.sleep_forever()
+
+        server = await start(nursery, script)
+        transport = PooledTransport()
+        request = httpx.Request(
+            "GET", server.url, extensions={"timeout": _timeouts(read=10 * _SHORT).as_dict()}
+        )
+        with trio.move_on_after(_SHORT) as outer:
+            await transport.handle_async_request(request)
+        assert outer.cancelled_caught
+        with trio.move_on_after(100 * _SHORT) as outer, pytest.raises(httpx.ReadTimeout):
+            await transport.handle_async_request(request)
+        assert not outer.cancelled_caught
+        assert transport.statistics().open_connections == 0
+        await transport.aclose()
+
     async def test_read_timeout_in_the_body(self, nursery: trio.Nursery) -> None:
         """A body that stops arriving fails the read with ReadTimeout and closes the connection."""
 

@@ -286,29 +286,38 @@ class Connection:
 
     async def _receive(self, read_timeout: float | None, *, wait_first: bool) -> bytes:
         """Bytes from the peer (``b""`` at EOF), within ``read_timeout``."""
-        with trio.CancelScope(deadline=_deadline(read_timeout)) as scope:
-            try:
-                if wait_first and self.direct:
-                    # Right after a request the answer is never there yet: wait, then read
-                    # once, instead of failing a read first. Waiting is a checkpoint.
-                    sock = cast("trio.socket.SocketType", self.socket)
-                    while True:
-                        await trio.lowlevel.wait_readable(sock)
-                        try:
-                            data = os.read(sock.fileno(), READ_SIZE)
-                        except BlockingIOError:
-                            continue
-                        break
-                else:
-                    data = cast("bytes", await self.stream.receive_some(READ_SIZE))
-            except _BROKEN as exc:
-                self.closed_by_peer = peer_closed(exc)
-                raise httpx.ReadError(f"the connection broke while reading: {exc!r}") from exc
-        if scope.cancelled_caught:
-            raise httpx.ReadTimeout(f"no response data within {read_timeout} s")
+        deadline = _deadline(read_timeout)
+        if deadline >= trio.current_effective_deadline():
+            # An enclosing scope ends no later (the runtime's attempt timeout does, with
+            # the default settings): it bounds this read already, and a cancel scope of
+            # our own per read would cost more than the read. Its cancellation then ends
+            # the read instead of a ReadTimeout.
+            data = await self._read_some(wait_first=wait_first)
+        else:
+            with trio.CancelScope(deadline=deadline) as scope:
+                data = await self._read_some(wait_first=wait_first)
+            if scope.cancelled_caught:
+                raise httpx.ReadTimeout(f"no response data within {read_timeout} s")
         if data:
             self.response_started = True
         return data
+
+    async def _read_some(self, *, wait_first: bool) -> bytes:
+        try:
+            if wait_first and self.direct:
+                # Right after a request the answer is never there yet: wait, then read
+                # once, instead of failing a read first. Waiting is a checkpoint.
+                sock = cast("trio.socket.SocketType", self.socket)
+                while True:
+                    await trio.lowlevel.wait_readable(sock)
+                    try:
+                        return os.read(sock.fileno(), READ_SIZE)
+                    except BlockingIOError:
+                        continue
+            return cast("bytes", await self.stream.receive_some(READ_SIZE))
+        except _BROKEN as exc:
+            self.closed_by_peer = peer_closed(exc)
+            raise httpx.ReadError(f"the connection broke while reading: {exc!r}") from exc
 
     async def _receive_head(self, read_timeout: float | None) -> h11.Response:
         # h11 holds no bytes between exchanges (is_reusable makes sure), so the first step
