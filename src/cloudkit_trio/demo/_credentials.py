@@ -1,0 +1,148 @@
+"""Short-lived credentials for the embedded endpoints, issued in the shape Vault uses.
+
+The embedded Vault answers ``GET /v1/aws/creds/<role>`` like Vault's AWS secrets engine, so
+the demo authenticates with the real :class:`~cloudkit_trio.aws.VaultAuthProvider`. Leases are
+short, so credentials expire during the run; every third lease is revoked early, the way a
+rotated key is, so that some requests are answered ``ExpiredToken`` and the runtime's
+refresh-and-retry shows as well as its refresh ahead of expiry.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import json
+import secrets
+import uuid
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+
+from ._asgi import answer, header, serve_lifespan
+
+if TYPE_CHECKING:
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+
+__all__ = ["TokenLedger", "TokenState", "VaultApp"]
+
+# Tokens older than this many leases are forgotten: no attempt holds one that long.
+_REMEMBERED_LEASES: Final = 10
+
+
+class TokenState(enum.Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen(repr=False)
+class IssuedCredentials:
+    access_key: str
+    secret_key: str
+    session_token: str
+
+    def __repr__(self) -> str:
+        return f"IssuedCredentials(access_key={self.access_key!r}, ...)"
+
+
+@attrs.define(eq=False, repr=False)
+class TokenLedger:
+    """Which session tokens the endpoints accept, and until when (Trio time).
+
+    A lease is honoured for ``lease`` seconds, except every ``revoke_every``-th one, which
+    the endpoints stop accepting after ``revoke_after`` of its lease.
+    """
+
+    lease: int
+    revoke_every: int = 3
+    revoke_after: float = 0.6
+    issued: int = 0
+    _tokens: dict[str, tuple[float, float]] = attrs.field(factory=dict, init=False)
+
+    def issue(self, now: float) -> IssuedCredentials:
+        self.issued += 1
+        revoked_early = self.revoke_every > 0 and self.issued % self.revoke_every == 0
+        honoured = self.lease * (self.revoke_after if revoked_early else 1.0)
+        forget_before = now - _REMEMBERED_LEASES * self.lease
+        for token, (issued_at, _) in list(self._tokens.items()):
+            if issued_at < forget_before:
+                del self._tokens[token]
+        credentials = IssuedCredentials(
+            access_key=f"ASIADEMO{self.issued:08d}",
+            secret_key=secrets.token_urlsafe(30),
+            session_token=secrets.token_urlsafe(32),
+        )
+        self._tokens[credentials.session_token] = (now, now + honoured)
+        return credentials
+
+    def check(self, token: str | None, now: float) -> TokenState:
+        if token is None:
+            return TokenState.UNKNOWN
+        entry = self._tokens.get(token)
+        if entry is None:
+            return TokenState.UNKNOWN
+        return TokenState.VALID if now < entry[1] else TokenState.EXPIRED
+
+    def __repr__(self) -> str:
+        return f"TokenLedger(lease={self.lease}, issued={self.issued})"
+
+
+class VaultApp:
+    """An ASGI app that issues credentials from ``ledger`` the way Vault's AWS engine does.
+
+    Only ``GET /v1/<mount>/creds/<role>`` with the right ``X-Vault-Token`` gets credentials;
+    a wrong token gets Vault's 403 ``permission denied``, any other path a 404.
+    """
+
+    def __init__(
+        self, ledger: TokenLedger, *, vault_token: str, mount: str = "aws", role: str = "demo"
+    ) -> None:
+        self.ledger = ledger
+        self.role = role
+        self.requests = 0
+        self._vault_token = vault_token.encode()
+        self._path = f"/v1/{mount}/creds/{role}"
+
+    def __repr__(self) -> str:
+        return f"VaultApp(path={self._path!r})"
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await serve_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        self.requests += 1
+        if scope["path"] != self._path or scope["method"] != "GET":
+            await _json(send, 404, {"errors": []})
+            return
+        presented = (header(scope["headers"], b"x-vault-token") or "").encode()
+        if not hmac.compare_digest(presented, self._vault_token):
+            await _json(send, 403, {"errors": ["permission denied"]})
+            return
+        credentials = self.ledger.issue(trio.current_time())
+        await _json(
+            send,
+            200,
+            {
+                "request_id": str(uuid.uuid4()),
+                "lease_id": f"aws/creds/{self.role}/{uuid.uuid4().hex}",
+                "renewable": False,
+                "lease_duration": self.ledger.lease,
+                "data": {
+                    "access_key": credentials.access_key,
+                    "secret_key": credentials.secret_key,
+                    "security_token": credentials.session_token,
+                },
+                "wrap_info": None,
+                "warnings": None,
+                "auth": None,
+            },
+        )
+
+
+async def _json(send: ASGISendCallable, status: int, document: object) -> None:
+    await answer(send, status, json.dumps(document).encode(), content_type=b"application/json")
