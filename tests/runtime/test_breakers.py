@@ -8,10 +8,11 @@ import trio
 import trio.testing
 
 import cloudkit_trio as ck
+from cloudkit_trio.actors import ChildSpec
 from cloudkit_trio.runtime import BreakerState
 from cloudkit_trio.testing import RecordingMetrics
 
-from ._support import ENDPOINT, Script, context, op
+from ._support import ENDPOINT, CountingAuth, KeyEcho, Script, context, op
 
 BREAKER = ck.CircuitBreaker(
     ck.NoRetry(), minimum_throughput=4, failure_ratio=0.5, break_duration=5.0, idle_eviction=60.0
@@ -249,3 +250,42 @@ class TestSnapshot:
         assert breaker.time_until_half_open == pytest.approx(3.0)
         assert snapshot.inflight == 0 and snapshot.queued == 0 and not snapshot.closing
         assert "SECRET" not in repr(snapshot)
+
+    async def test_snapshot_shows_credentials_restarts_and_queues(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Credentials (age, expiry, the last refresh error), a user child's restarts and last
+        failure, and the queue bounds, at scripted instants."""
+        auth = CountingAuth(lifetime=100.0)
+        crashes = 0
+
+        async def flaky(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            nonlocal crashes
+            task_status.started()
+            if crashes == 0:
+                crashes += 1
+                raise RuntimeError("worker lost its lease")
+            await trio.sleep_forever()
+
+        config = ck.CloudConfig(endpoint=ENDPOINT, queue_size=16, max_concurrency=8)
+        async with context(auth=auth, signer=KeyEcho(), config=config) as cloud:
+            await cloud.execute(op())
+            await cloud.supervisor.start_child(ChildSpec("flaky-worker", flaky))
+            await trio.sleep(10.0)
+            early = cloud.snapshot()
+            auth.fail = True
+            await trio.sleep(60.0)  # inside the advisory window: a refresh is tried, and fails
+            late = cloud.snapshot()
+        assert early.credentials.age == pytest.approx(10.0, abs=0.1)
+        assert early.credentials.expires_in == pytest.approx(90.0, abs=0.1)
+        assert early.credentials.access_key_id == "AKID1" and early.credentials.last_error is None
+        assert late.credentials.failures >= 1 and "vault is down" in (
+            late.credentials.last_error or ""
+        )
+        assert late.credentials.source == "CountingAuth" and late.credentials.refreshes == 1
+        [worker] = [child for child in late.tree.children if child.id == "flaky-worker"]
+        assert worker.restarts == 1 and worker.last_failure is not None
+        assert worker.last_failure.type_name == "RuntimeError"
+        assert "lease" in worker.last_failure.message
+        assert (late.queue_capacity, late.max_concurrency) == (16, 8)
+        assert "SECRET" not in repr(late)
