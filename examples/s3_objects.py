@@ -58,7 +58,8 @@ async def main(endpoint: str) -> None:
     )
     context = (
         ck.CloudContext.builder(ck.ProviderType.AWS)
-        .config(ck.CloudConfig(region=REGION, endpoint=endpoint))
+        # The rest of the settings may come from CLOUD_* / AWS_* variables (AWS_MAX_ATTEMPTS, ...).
+        .config(ck.CloudConfig.from_env(ck.ProviderType.AWS, region=REGION, endpoint=endpoint))
         .auth_provider(ck.StaticAuthProvider(credentials))
         .signer(S3.signer(REGION))  # SigV4 for "s3" in the same region
         .logger(ck.NoopLogger())

@@ -53,7 +53,7 @@ class TestS3Example:
         result = subprocess.run(
             [sys.executable, str(EXAMPLE), refused_url],
             capture_output=True, text=True, timeout=60, check=False,
-            env={"PATH": os.environ.get("PATH", "")},
+            env={"PATH": os.environ.get("PATH", ""), "AWS_MAX_ATTEMPTS": "1"},
         )  # fmt: skip
         assert result.returncode == 1
         assert f"no S3 server answers at {refused_url} (ConnectError)" in result.stderr

@@ -148,6 +148,7 @@ class TestOperations:
             ({"endpoint": "ftp://host"}, "endpoint"),
             ({"endpoint": "http://user:pw@host"}, "endpoint"),
             ({"endpoint": "http://host/?q=1"}, "endpoint"),
+            ({"endpoint": "http://host:port"}, "endpoint"),
             ({"region": "Not A Region"}, "region"),
         ],
     )
@@ -417,6 +418,11 @@ class TestObjectHeaders:
         """For a 206, the size comes from Content-Range's total."""
         headers = httpx.Headers({"Content-Length": "10", "Content-Range": "bytes 0-9/5000"})
         assert object_info_from_headers(206, headers, bucket="b", key="k").size == 5000
+
+    def test_odd_content_length_is_not_trusted(self) -> None:
+        """A Content-Length that is not ASCII digits falls back to the body's length."""
+        headers = httpx.Headers([(b"Content-Length", "²".encode("latin-1"))])
+        assert object_info_from_headers(200, headers, bucket="b", key="k", body_length=3).size == 3
 
     def test_missing_sizes(self) -> None:
         """Without Content-Length the body's length is used; with neither, an error."""

@@ -112,6 +112,7 @@ class S3:
 
     @property
     def cloud(self) -> Cloud:
+        """The runtime every call goes through."""
         return self._cloud
 
     def __repr__(self) -> str:

@@ -188,6 +188,12 @@ class S3Endpoint:
                 field="endpoint",
                 value=url,
             )
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        except ValueError:
+            raise ConfigError(
+                f"the S3 endpoint has an invalid port: {url!r}", field="endpoint", value=url
+            ) from None
         netloc = parts.netloc.lower()
         return cls(parts.scheme, netloc, parts.hostname, parts.path.rstrip("/"), addressing)
 

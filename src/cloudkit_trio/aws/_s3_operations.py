@@ -107,7 +107,7 @@ def _object_size(status: int, headers: httpx.Headers, body_length: int | None) -
         if match:
             return int(match.group(1))
     length = headers.get("content-length")
-    if length is not None and length.strip().isdigit():
+    if length is not None and length.strip().isascii() and length.strip().isdigit():
         return int(length)
     if body_length is not None:
         return body_length
