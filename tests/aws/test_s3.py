@@ -209,6 +209,16 @@ class TestListing:
         assert [o.key for o in summaries] == keys
         assert all(o.size == 4 and o.etag and o.last_modified for o in summaries)
 
+    async def test_stopping_early_requests_no_more_pages(self, s3: S3, bucket: str) -> None:
+        """Breaking out after the first of several pages is clean: nothing is left to the GC."""
+        await put_all(s3, bucket, [f"k{n}" for n in range(6)])
+        async for summary in s3.iter_objects(bucket, page_size=2):
+            assert summary.key == "k0"
+            break
+        pages = s3.list_objects_v2(bucket, page_size=2)
+        first = await pages.__anext__()
+        assert first.is_truncated and [o.key for o in first.objects] == ["k0", "k1"]
+
     async def test_prefix_delimiter_and_start_after(self, s3: S3, bucket: str) -> None:
         """A delimiter rolls keys up into common prefixes; start_after skips keys."""
         await put_all(s3, bucket, ["a/1", "a/2", "b/1", "c", "d e/f"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, final
@@ -290,22 +290,29 @@ class S3:
             timeout=timeout,
         )
 
-    async def iter_objects(
+    def iter_objects(
         self,
         bucket: str,
         *,
         prefix: str | None = None,
         page_size: int | None = None,
         start_after: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
     ) -> AsyncIterator[ObjectSummary]:
-        """Every object in ``bucket`` (under ``prefix``), in key order, across pages."""
-        pages = self.list_objects_v2(
-            bucket, prefix=prefix, page_size=page_size, start_after=start_after, timeout=timeout
+        """Every object in ``bucket`` (under ``prefix``), in key order, across pages.
+
+        Like :meth:`list_objects_v2`, a page is requested only when the loop needs it.
+        """
+        pages = _Pages(
+            self,
+            bucket,
+            prefix=prefix,
+            delimiter=None,
+            page_size=page_size,
+            start_after=start_after,
+            timeout=timeout,
         )
-        async for page in pages:
-            for summary in page.objects:
-                yield summary
+        return _Objects(pages)
 
 
 @final
@@ -363,6 +370,31 @@ class _Pages:
         self._token = token
         self._next = self._build(continuation_token=token)
         return page
+
+
+@final
+class _Objects:
+    """The objects of a listing, page after page.
+
+    A class rather than an async generator: a caller may stop at any object, and an
+    abandoned generator would be left for the garbage collector to finalize.
+    """
+
+    __slots__ = ("_current", "_pages")
+
+    def __init__(self, pages: _Pages) -> None:
+        self._pages = pages
+        self._current: Iterator[ObjectSummary] = iter(())
+
+    def __aiter__(self) -> _Objects:
+        return self
+
+    async def __anext__(self) -> ObjectSummary:
+        while (summary := next(self._current, None)) is None:
+            # Ends with StopAsyncIteration once the last page has been read.
+            page = await self._pages.__anext__()
+            self._current = iter(page.objects)
+        return summary
 
 
 @final
