@@ -20,7 +20,7 @@ from ._target import Target, TargetEndpoint
 if TYPE_CHECKING:
     import trio
 
-    from ._settings import DemoSettings
+    from ._settings import DemoSettings, Window
 
 __all__ = ["EmbeddedMode"]
 
@@ -95,13 +95,15 @@ class EmbeddedMode:
 
     def _notes(self) -> tuple[str, ...]:
         timing, plan = self.timing, self.plan
-        notes = [
-            f"outage: {plan.outage_endpoint} answers 503 from {plan.outage.start:.1f} s "
-            f"to {plan.outage.end:.1f} s",
-        ]
+        # Short runs have short windows: show them to the hundredth.
+        digits = 1 if timing.duration >= 10 else 2
+
+        def span(window: Window) -> str:
+            return f"from {window.start:.{digits}f} s to {window.end:.{digits}f} s"
+
+        notes = [f"outage: {plan.outage_endpoint} answers 503 {span(plan.outage)}"]
         notes.extend(
-            f"error burst: {name} from {window.start:.1f} s to {window.end:.1f} s"
-            for name, window in sorted(plan.bursts.items())
+            f"error burst: {name} {span(window)}" for name, window in sorted(plan.bursts.items())
         )
         notes.append(
             f"credentials: {timing.lease} s leases from the embedded Vault; "

@@ -50,6 +50,8 @@ class LiveView:
             f"fault rate {s.fault_rate:g} · seed {s.seed}",
             style="dim",
         )
+        for name, url, role in header.endpoints:
+            self.console.print(f"  endpoint {name}: {url} ({role})", style="dim")
         for note in header.notes:
             self.console.print(f"  {note}", style="dim")
         if header.metrics_url is not None:
@@ -76,18 +78,16 @@ class LiveView:
         self.console.print()
         self.console.print(table)
         endpoints = Table(title="Endpoints", title_justify="left", show_edge=False)
-        for column in ("endpoint", "url", "role", "requests", "breaker", "opened", "closed"):
-            endpoints.add_column(
-                column, justify="right" if column in ("opened", "closed") else "left"
-            )
-        endpoints.add_column("rejected", justify="right")
+        for column in ("endpoint", "role", "breaker"):
+            endpoints.add_column(column)
+        for column in ("requests", "opened", "closed", "rejected"):
+            endpoints.add_column(column, justify="right")
         for e in summary.endpoints:
             endpoints.add_row(
                 e.name,
-                e.url,
                 e.role,
-                "" if e.requests is None else str(e.requests),
                 _state(e.breaker_state),
+                "" if e.requests is None else str(e.requests),
                 str(e.opened),
                 str(e.closed),
                 str(e.rejected_by_breaker),
@@ -123,14 +123,16 @@ class LiveView:
         counters.add_row(*(Text(name, style="dim") for name in (*names, "in flight")))
         counters.add_row(*(str(value) for value in (*values, p.inflight)))
 
-        breakers = Table(show_edge=False, box=None, padding=(0, 2))
-        for column in ("endpoint", "role", "breaker", "failures", "half-open in", "rejected"):
-            breakers.add_column(column, style="" if column != "role" else "dim")
-        breakers.add_column("requests", justify="right")
+        breakers = Table(show_edge=False, box=None, padding=(0, 1))
+        breakers.add_column("endpoint")
+        breakers.add_column("role", style="dim")
+        breakers.add_column("breaker")
+        for column in ("failures", "half-open in", "rejected", "requests"):
+            breakers.add_column(column, justify="right")
         for e in p.endpoints:
             half_open = "" if e.time_until_half_open is None else f"{e.time_until_half_open:.1f} s"
             breakers.add_row(
-                f"{e.name} {e.url}",
+                e.name,
                 e.role,
                 _state(e.state),
                 f"{e.failure_ratio:.0%}",
