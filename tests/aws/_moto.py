@@ -50,6 +50,21 @@ class MotoServer:
         return ck.Credentials(self.access_key, self.secret_key)
 
 
+# moto's own entry point, plus a watchdog: the server exits when our end of its stdin
+# closes, so a test run that is killed before its teardown leaves no server behind.
+_GUARDED_SERVER: Final = """
+import os, sys, threading
+
+def exit_with_parent():
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+threading.Thread(target=exit_with_parent, daemon=True).start()
+from moto.server import main
+main(sys.argv[1:])
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,7 +110,7 @@ def _create_access_key(url: str) -> tuple[str, str]:
 
 @contextmanager
 def run_moto_server() -> Iterator[MotoServer]:
-    """Start ``python -m moto.server`` on a free loopback port; stop it on exit."""
+    """Start moto's server (``moto.server.main``) on a free loopback port; stop it on exit."""
     port = _free_port()
     env = {
         **os.environ,
@@ -107,9 +122,9 @@ def run_moto_server() -> Iterator[MotoServer]:
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-c", _GUARDED_SERVER, "-H", "127.0.0.1", "-p", str(port)],
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=log,
             stderr=log,
         )
@@ -124,6 +139,8 @@ def run_moto_server() -> Iterator[MotoServer]:
                 raise
             yield MotoServer(port, access_key, secret_key)
         finally:
+            assert process.stdin is not None
+            process.stdin.close()
             process.terminate()
             try:
                 process.wait(timeout=10)
