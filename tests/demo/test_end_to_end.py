@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import socket
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,9 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from cloudkit_trio.demo import main
+from cloudkit_trio.demo._asgi import answer, header, serve_lifespan
 from cloudkit_trio.demo._run import run_demo
+from cloudkit_trio.demo._server import serve_app
 from cloudkit_trio.demo._settings import DemoSettings
 from cloudkit_trio.demo._view import PlainView, View, choose_view
 
@@ -113,8 +116,8 @@ class TestWhileRunning:
         stream = io.StringIO()
         plain = choose_view(stream, json_output=False)
         assert isinstance(plain, PlainView)
-        view = Watching(plain, threshold=60)
-        settings = DemoSettings(operations=120, rate=120, metrics_port=0)
+        view = Watching(plain, threshold=50)
+        settings = DemoSettings(operations=100, rate=200, fault_rate=0.0, metrics_port=0)
         async with trio.open_nursery() as nursery:
             header, summaries = await start_run(nursery, settings, view)
             assert header.metrics_url is not None
@@ -132,7 +135,7 @@ class TestWhileRunning:
         assert lines[0].startswith("cloudkit-trio demo: 3 embedded endpoints")
         assert f"  metrics: {header.metrics_url}" in lines
         assert any(line.startswith("[") and "replied  ok" in line for line in lines)
-        assert lines[-1] == "invariant submitted == replied: 120 == 120: holds"
+        assert lines[-1] == "invariant submitted == replied: 100 == 100: holds"
         assert "\x1b[" not in stream.getvalue()
 
     async def test_ctrl_c_stops_and_every_submission_is_answered(self) -> None:
@@ -151,3 +154,52 @@ class TestWhileRunning:
         assert 20 <= summary.submitted < 400
         assert summary.submitted == summary.replied
         assert summary.succeeded + summary.failed == summary.replied
+
+
+class TestYourOwnEndpoint:
+    async def test_drives_a_real_endpoint_with_a_bearer_token(
+        self, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--endpoint sends plain GETs, {n} numbered, to the given URL (here a hypercorn app
+        the test serves), with the bearer token from the environment and no injected faults."""
+        seen: list[tuple[str, str | None]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await serve_lifespan(receive, send)
+                return
+            seen.append((scope["path"], header(scope["headers"], b"authorization")))
+            await answer(send, 200, b"ok")
+
+        url = await nursery.start(serve_app, app)
+        monkeypatch.setenv("CLOUDKIT_DEMO_BEARER_TOKEN", "let-me-in")
+        stream = io.StringIO()
+        settings = DemoSettings(operations=40, rate=400, endpoint=f"{url}/items/{{n}}")
+        with trio.fail_after(30):
+            summary = await run_demo(settings, choose_view(stream, json_output=False))
+        assert summary.mode == "endpoint"
+        assert summary.submitted == summary.replied == summary.succeeded == 40
+        assert summary.retries == 0 and summary.injected == {}
+        assert sorted(path for path, _ in seen) == sorted(f"/items/{n}" for n in range(40))
+        assert {auth for _, auth in seen} == {"Bearer let-me-in"}
+        assert "let-me-in" not in stream.getvalue()
+
+    def test_a_busy_metrics_port_is_reported_in_one_line(self) -> None:
+        """A --metrics-port that is taken ends the command with status 1 and a message."""
+        # In a child process: hypercorn leaves the socket it failed to bind to the garbage
+        # collector, whose ResourceWarning is not this test's business.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run(
+                [sys.executable, "-m", "cloudkit_trio", "demo", "--operations", "10",
+                 "--metrics-port", str(port)],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"cloudkit-trio demo: cannot serve metrics on 127.0.0.1:{port}: Address already in "
+            "use; choose another --metrics-port (0 picks a free one)\n"
+        )

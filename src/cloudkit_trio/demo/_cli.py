@@ -13,7 +13,7 @@ import importlib
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Final, NoReturn, TypeVar
+from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
 from ._settings import (
@@ -36,8 +36,6 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
-
-_E = TypeVar("_E", bound=BaseException)
 
 
 class _UsageError(Exception):
@@ -229,21 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- running ------------------------------------------------------------------------------
 
 
-def _sole(error: BaseException, kind: type[_E]) -> _E | None:
-    """``error`` if it is a ``kind``, or the first of a group made only of them."""
-    if isinstance(error, kind):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        matched, rest = error.split(kind)
-        if matched is not None and rest is None:
-            leaf: BaseException = matched
-            while isinstance(leaf, BaseExceptionGroup):
-                leaf = leaf.exceptions[0]
-            assert isinstance(leaf, kind)
-            return leaf
-    return None
-
-
 def _missing_modules() -> list[str]:
     missing = []
     for name in DEMO_MODULES:
@@ -276,17 +259,18 @@ def _demo(args: argparse.Namespace) -> int:
 
     import trio
 
-    from ._run import DemoError, run_demo
+    from ._problems import DemoError, sole
+    from ._run import run_demo
     from ._view import choose_view
 
     view = choose_view(sys.stdout, json_output=settings.json)
     try:
         summary = trio.run(run_demo, settings, view)
     except BaseException as error:
-        if _sole(error, KeyboardInterrupt) is not None:
+        if sole(error, KeyboardInterrupt) is not None:
             print(f"{PROG} demo: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
-        problem = _sole(error, DemoError)
+        problem = sole(error, DemoError)
         if problem is None:
             raise
         print(f"{PROG} demo: {problem}", file=sys.stderr)

@@ -31,6 +31,7 @@ from ..spi import (
 from ._collector import DemoMetrics
 from ._driver import Driver, Tally
 from ._embedded import EmbeddedMode
+from ._problems import DemoError, sole
 from ._progress import EndpointStatus, Header, Progress
 from ._remote import RemoteMode
 from ._summary import EndpointSummary, Summary
@@ -40,14 +41,10 @@ if TYPE_CHECKING:
     from ._target import Mode, Target
     from ._view import View
 
-__all__ = ["DemoError", "build_context", "run_demo", "select_mode"]
+__all__ = ["build_context", "run_demo", "select_mode"]
 
 #: How often the view is given fresh figures.
 TICK: Final = 0.25
-
-
-class DemoError(Exception):
-    """A run could not start; the message says why and what to do."""
 
 
 def select_mode(settings: DemoSettings) -> Mode:
@@ -163,8 +160,14 @@ class _Run:
             bound: int = await nursery.start(
                 partial(serve_metrics, port=port or 0, registry=registry)
             )
-        except OSError as error:
-            raise DemoError(f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror}") from None
+        except (OSError, BaseExceptionGroup) as error:
+            failure = sole(error, OSError)
+            if failure is None:
+                raise
+            raise DemoError(
+                f"cannot serve metrics on 127.0.0.1:{port}: {failure.strerror or failure}; "
+                "choose another --metrics-port (0 picks a free one)"
+            ) from None
         return bound
 
     async def _drive(self, cloud: Cloud, target: Target) -> None:
