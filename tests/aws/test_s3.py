@@ -412,12 +412,6 @@ class TestStreaming:
             assert obj.info.size == 2 * 1024 * 1024
             assert obj.num_bytes_downloaded == 100
 
-    @pytest.mark.xfail(
-        reason="cloud.stream leaves httpx's body iterator to the garbage collector when a "
-        "partly read body is abandoned, and Trio reports it with a ResourceWarning",
-        raises=pytest.PytestUnraisableExceptionWarning,
-        strict=True,
-    )
     async def test_leaving_partly_read(self, s3: S3, bucket: str) -> None:
         """Stopping after the first chunk releases everything without a warning."""
         await s3.put_object(bucket, "blob", bytes(2 * 1024 * 1024))

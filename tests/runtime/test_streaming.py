@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import gzip
 import socket
+import zlib
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -124,6 +127,50 @@ class TestStreamWithMockTransport:
             with pytest.raises(ck.ConfigError):
                 async with cloud.stream(op(), timeout=-1):
                     pass
+
+    async def test_encodings_chunk_sizes_and_leaving_early(self) -> None:
+        """aiter_bytes decodes gzip and deflate, aiter_raw does not; chunk_size is exact; a
+        body left half-read (even a generator-backed one) is closed without a warning."""
+        payload = bytes(range(256)) * 64
+        deflated = zlib.compress(payload)
+
+        async def generated() -> AsyncIterator[bytes]:
+            for n in range(0, len(payload), 1000):
+                yield payload[n : n + 1000]
+
+        script = Script(
+            [
+                lambda r: httpx.Response(
+                    200, content=gzip.compress(payload), headers={"Content-Encoding": "gzip"}
+                ),
+                lambda r: httpx.Response(
+                    200, content=deflated, headers={"Content-Encoding": "deflate"}
+                ),
+                lambda r: httpx.Response(200, content=generated()),
+                lambda r: httpx.Response(200, content=b"x", headers={"Content-Encoding": "br"}),
+            ]
+        )
+        async with context(script) as cloud:
+            async with cloud.stream(op()) as response:
+                chunks = [chunk async for chunk in response.aiter_bytes(1000)]
+            assert b"".join(chunks) == payload
+            assert {len(c) for c in chunks[:-1]} == {1000} and len(chunks[-1]) == len(
+                payload
+            ) % 1000
+            async with cloud.stream(op()) as response:
+                assert b"".join([c async for c in response.aiter_raw(7)]) == deflated
+                assert response.num_bytes_downloaded == len(deflated)
+            async with cloud.stream(op()) as response:
+                async for chunk in response.aiter_raw():
+                    assert chunk == payload[:1000]
+                    break
+            gc.collect()
+            async with cloud.stream(op()) as response:
+                with pytest.raises(ck.SerializationError, match="aiter_raw"):
+                    response.aiter_bytes()
+                with pytest.raises(ValueError, match="chunk_size"):
+                    response.aiter_raw(0)
+                assert await response.aiter_raw().__anext__() == b"x"
 
     async def test_shutdown_cancels_a_stream_being_read(
         self, autojump_clock: trio.testing.MockClock

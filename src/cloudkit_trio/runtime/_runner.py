@@ -275,7 +275,7 @@ class OperationRunner:
                     yield body
                 finally:
                     with trio.CancelScope(shield=True):
-                        await response.aclose()
+                        await body._aclose()
                 error = body._failure
             finally:
                 bulkhead.release_on_behalf_of(token)
