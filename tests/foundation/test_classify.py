@@ -186,6 +186,15 @@ class TestProviderCodes:
         assert type(error_from_response(404, {}, body)) is ck.NotFound
         assert parse_provider_code({}, body).code is None
 
+    def test_entity_declarations_are_refused(self) -> None:
+        """An error document with a DTD is not parsed at all: no entity is ever expanded."""
+        body = (
+            b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY a "SlowDown">]>'
+            b"<Error><Code>&a;</Code></Error>"
+        )
+        assert parse_provider_code({}, body).code is None
+        assert type(error_from_response(400, {}, body)) is ck.ValidationError
+
     def test_only_the_short_message_is_kept(self) -> None:
         """The body is never copied into the message: error bodies can echo signatures."""
         body = (

@@ -16,7 +16,6 @@ import math
 import re
 import socket
 import ssl
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from typing import Final, TypeAlias, Unpack
 
@@ -24,7 +23,8 @@ import attrs
 import httpx
 
 from .. import _errors as e
-from .._errors import CloudError, ErrorContext
+from .._errors import CloudError, ErrorContext, SerializationError
+from .._xml import Element, parse_xml
 
 __all__ = [
     "ProviderCode",
@@ -76,23 +76,27 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     return seconds
 
 
-def _text(element: ET.Element | None) -> str | None:
-    if element is None or element.text is None:
+def _text(element: Element | None) -> str | None:
+    if element is None:
         return None
     return element.text.strip() or None
 
 
 def _from_xml(body: bytes) -> ProviderCode | None:
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
+        root = parse_xml(body, what="error")
+    except SerializationError:
         return None
     # S3 answers <Error><Code/>; other AWS query APIs and Azure wrap it in <ErrorResponse>.
-    error = root if root.tag.endswith("Error") else root.find(".//{*}Error")
+    error = (
+        root
+        if root.tag.endswith("Error")
+        else next((element for element in root.iter() if element.tag == "Error"), None)
+    )
     if error is None:
         return None
-    code = _text(error.find("{*}Code"))
-    message = _text(error.find("{*}Message"))
+    code = _text(error.find("Code"))
+    message = _text(error.find("Message"))
     return ProviderCode(code, message) if code or message else None
 
 
