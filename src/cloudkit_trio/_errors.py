@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 _CONTEXT_FIELDS: Final = ("provider", "service", "operation", "endpoint", "attempt")
+# 5xx statuses that say the request itself can never succeed, however often it is sent.
+_FINAL_5XX: Final = frozenset({501, 505})
 
 
 class ErrorContext(TypedDict, total=False):
@@ -374,7 +376,8 @@ class OperationTimeout(CloudError):
 class ProviderError(CloudError):
     """Any other error response; ``status`` is the HTTP status and ``code`` the provider's code.
 
-    Retryable when the status is a 5xx: the server failed, not the request.
+    Retryable when the status is a 5xx (the server failed, not the request), except 501 Not
+    Implemented and 505 HTTP Version Not Supported, which say the request can never succeed.
 
     .. versionadded:: 0.1.0
     """
@@ -398,7 +401,9 @@ class ProviderError(CloudError):
 
     @property
     def retryable(self) -> bool:
-        return self.status is not None and 500 <= self.status <= 599
+        return (
+            self.status is not None and 500 <= self.status <= 599 and self.status not in _FINAL_5XX
+        )
 
     def _details(self) -> list[str]:
         details = []

@@ -55,12 +55,18 @@ class TestStatusClasses:
         assert type(error) is kind
         assert error.status_code == status
 
-    @pytest.mark.parametrize("status", [500, 501, 502, 504, 599])
+    @pytest.mark.parametrize("status", [500, 502, 504, 599])
     def test_other_5xx_are_retryable_provider_errors(self, status: int) -> None:
         """Other 5xx statuses are ProviderErrors that may be retried."""
         error = error_from_response(status, {})
         assert type(error) is ck.ProviderError
         assert error.retryable and error.status == status
+
+    @pytest.mark.parametrize("status", [501, 505])
+    def test_not_implemented_and_bad_version_are_final(self, status: int) -> None:
+        """501 and 505 can never succeed on a retry."""
+        error = error_from_response(status, {})
+        assert type(error) is ck.ProviderError and not error.retryable
 
     @pytest.mark.parametrize("status", [300, 301, 304, 402, 405, 410, 418, 451, 499])
     def test_other_3xx_4xx_are_final_provider_errors(self, status: int) -> None:
