@@ -155,6 +155,39 @@ class TestWhileRunning:
         assert summary.submitted == summary.replied
         assert summary.succeeded + summary.failed == summary.replied
 
+    async def test_a_second_ctrl_c_cancels_at_once(self) -> None:
+        """A second Ctrl-C, while the first is still answering what runs, cancels at once;
+        the summary says the check was not made rather than claiming a violation."""
+
+        class CtrlCTwice(PlainView):
+            sent = 0
+
+            def update(self, progress: Progress) -> None:
+                super().update(progress)
+                # Every attempt fails slowly (fault rate 1), so the graceful stop that the
+                # first Ctrl-C starts is still going on at the next tick.
+                if (self.sent == 0 and progress.submitted >= 20) or (
+                    self.sent == 1 and progress.stopping
+                ):
+                    self.sent += 1
+                    signal.raise_signal(signal.SIGINT)
+
+        stream = io.StringIO()
+        view = CtrlCTwice(stream)
+        settings = DemoSettings(operations=400, rate=200, fault_rate=1.0)
+        with trio.fail_after(30):
+            summary = await run_demo(settings, view)
+        view.finish(summary)
+        assert view.sent == 2
+        assert summary.interrupted and summary.cancelled
+        assert summary.exit_status == 130
+        assert summary.submitted < 400
+        assert (
+            stream.getvalue()
+            .splitlines()[-1]
+            .endswith("not checked: a second Ctrl-C abandoned the answers still on their way")
+        )
+
 
 class TestYourOwnEndpoint:
     async def test_drives_a_real_endpoint_with_a_bearer_token(

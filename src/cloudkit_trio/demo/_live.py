@@ -95,8 +95,12 @@ class LiveView:
         self.console.print()
         self.console.print(endpoints)
         self.console.print()
-        style = "bold green" if summary.invariant_holds else "bold red"
-        mark = "✓" if summary.invariant_holds else "✗"
+        if summary.cancelled:
+            style, mark = "yellow", "?"
+        elif summary.invariant_holds:
+            style, mark = "bold green", "✓"
+        else:
+            style, mark = "bold red", "✗"
         self.console.print(Text(f"{mark} {invariant_line(summary)}", style=style))
         if summary.interrupted:
             self.console.print("interrupted (Ctrl-C)", style="yellow")

@@ -106,6 +106,7 @@ class _Run:
         self.mode = mode
         self.stop = trio.Event()
         self.interrupts = 0
+        self.cancelled = False
         self.tally = Tally()
         self.metrics = DemoMetrics(self.elapsed)
         self.target: Target | None = None
@@ -150,6 +151,7 @@ class _Run:
                     await self._drive(cloud, target)
                     self.snapshot = cloud.snapshot()
                 nursery.cancel_scope.cancel()
+        self.cancelled = everything.cancelled_caught
         if self.finished_at is None:
             self.finished_at = trio.current_time()
         return self.summary()
@@ -296,6 +298,7 @@ class _Run:
             injected=dict(target.injected()) if target is not None else {},
             endpoints=tuple(endpoints),
             interrupted=self.interrupts > 0,
+            cancelled=self.cancelled,
             metrics_url=self.metrics_url,
         )
 

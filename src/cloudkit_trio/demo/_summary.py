@@ -101,6 +101,9 @@ class Summary:
     injected: Mapping[str, int]
     endpoints: tuple[EndpointSummary, ...]
     interrupted: bool
+    #: A second Ctrl-C cancelled the run: answers still on their way were abandoned, so
+    #: ``submitted == replied`` was not checked.
+    cancelled: bool = False
     metrics_url: str | None = None
 
     @property
@@ -153,5 +156,6 @@ class Summary:
                 ),
             },
             "interrupted": self.interrupted,
+            "cancelled": self.cancelled,
             "metrics_url": self.metrics_url,
         }

@@ -68,7 +68,10 @@ def figures(summary: Summary) -> list[tuple[str, str, str]]:
 
 
 def invariant_line(summary: Summary) -> str:
-    verdict = "holds" if summary.invariant_holds else "VIOLATED"
+    if summary.cancelled:
+        verdict = "not checked: a second Ctrl-C abandoned the answers still on their way"
+    else:
+        verdict = "holds" if summary.invariant_holds else "VIOLATED"
     return f"invariant submitted == replied: {summary.submitted} == {summary.replied}: {verdict}"
 
 
