@@ -28,6 +28,7 @@ from ..spi import (
     NoopLogger,
     PrometheusMetrics,
 )
+from ..transport import PooledTransport
 from ._collector import DemoMetrics
 from ._driver import Driver, Tally
 from ._embedded import EmbeddedMode
@@ -55,7 +56,10 @@ def select_mode(settings: DemoSettings) -> Mode:
 
 
 def build_context(
-    settings: DemoSettings, target: Target, collectors: list[MetricsCollector]
+    settings: DemoSettings,
+    target: Target,
+    collectors: list[MetricsCollector],
+    transport: PooledTransport,
 ) -> CloudContext:
     """The context the demo runs: the library's public builder, with timings for a short run."""
     timing = settings.timing
@@ -89,6 +93,7 @@ def build_context(
         # The terminal belongs to the view; what the runtime would log, it also counts.
         .logger(NoopLogger())
         .metrics_flush_interval(0.05)
+        .transport(transport)
     )
     if target.signer is not None:
         builder = builder.signer(target.signer)
@@ -146,10 +151,18 @@ class _Run:
                 )
                 self.view.start(header)
                 task_status.started(header)
-                async with build_context(self.settings, target, collectors) as cloud:
-                    self.cloud = cloud
-                    await self._drive(cloud, target)
-                    self.snapshot = cloud.snapshot()
+                # The demo owns its transport, so that its connections are closed even when
+                # a second Ctrl-C cancels the context instead of closing it.
+                transport = PooledTransport(max_connections_per_endpoint=self.settings.concurrency)
+                try:
+                    context = build_context(self.settings, target, collectors, transport)
+                    async with context as cloud:
+                        self.cloud = cloud
+                        await self._drive(cloud, target)
+                        self.snapshot = cloud.snapshot()
+                finally:
+                    with trio.move_on_after(1.0, shield=True):
+                        await transport.aclose()
                 nursery.cancel_scope.cancel()
         self.cancelled = everything.cancelled_caught
         if self.finished_at is None:
