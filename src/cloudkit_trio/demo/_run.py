@@ -105,6 +105,8 @@ def build_context(
 
 
 class _Run:
+    """One run's state: what the views are shown comes from here, the summary too."""
+
     def __init__(self, settings: DemoSettings, view: View, mode: Mode) -> None:
         self.settings = settings
         self.view = view

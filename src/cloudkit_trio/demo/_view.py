@@ -49,7 +49,7 @@ def _counts(items: Mapping[str, int]) -> str:
 def figures(summary: Summary) -> list[tuple[str, str, str]]:
     """The summary as (figure, value, detail) rows, shared by the plain and live views."""
     s = summary
-    return [
+    rows = [
         ("elapsed", f"{s.elapsed:.1f} s", f"planned {s.planned_duration:.1f} s"),
         ("submitted", str(s.submitted), f"{s.via_execute} execute, {s.via_channel} channel"),
         ("replied", str(s.replied), ""),
@@ -63,8 +63,10 @@ def figures(summary: Summary) -> list[tuple[str, str, str]]:
             str(s.credential_refreshes),
             f"{s.credential_fetches} fetches, {s.credential_refresh_failures} failed",
         ),
-        ("injected faults", str(sum(s.injected.values())), _counts(s.injected)),
     ]
+    if s.injected:
+        rows.append(("injected faults", str(sum(s.injected.values())), _counts(s.injected)))
+    return rows
 
 
 def invariant_line(summary: Summary) -> str:
