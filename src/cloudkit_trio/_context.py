@@ -284,20 +284,27 @@ class CloudContext:
         queued get :class:`ContextClosed`.
         """
         runtime = _Runtime(self._settings)
-        async with trio.open_nursery() as nursery:
-            handle = await nursery.start(runtime.supervisor.run)
-            cloud = Cloud._create(runtime, handle)
-            task_status.started(cloud)
-            try:
-                await runtime.stopped.wait()
-            finally:
-                if not runtime.stopped.is_set():
-                    # Cancelled from outside: stop hard, but still answer everyone.
-                    runtime.runner.cancel_all()
-                    with trio.CancelScope(shield=True):
-                        await runtime.router.refuse_queued()
-                    nursery.cancel_scope.cancel()
-        runtime.close_queue()
+        try:
+            async with trio.open_nursery() as nursery:
+                handle = await nursery.start(runtime.supervisor.run)
+                cloud = Cloud._create(runtime, handle)
+                task_status.started(cloud)
+                try:
+                    await runtime.stopped.wait()
+                finally:
+                    if not runtime.stopped.is_set():
+                        # Cancelled from outside: stop hard, but still answer everyone.
+                        runtime.runner.cancel_all()
+                        with trio.CancelScope(shield=True):
+                            await runtime.router.refuse_queued()
+                        nursery.cancel_scope.cancel()
+        finally:
+            runtime.close_queue()
+            if runtime.owns_transport:
+                # Also on the cancelled path, which skips Cloud.aclose(): pooled connections
+                # must not be left to the garbage collector. Closing twice is harmless.
+                with trio.move_on_after(1.0, shield=True):
+                    await runtime.transport.aclose()
 
     async def __aenter__(self) -> Cloud:
         if self._running is not None:

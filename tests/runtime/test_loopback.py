@@ -175,6 +175,19 @@ class TestTransportChoice:
             stats = cloud._runtime.transport.statistics()
         assert stats.connections_created == 1  # keep-alive: one connection, reused
 
+    async def test_cancelled_from_outside_it_still_closes_its_connections(
+        self, server: tuple[str, FaultApp]
+    ) -> None:
+        """A runtime cancelled by its nursery (not closed) closes the transport it owns."""
+        base, _app = server
+        async with trio.open_nursery() as nursery:
+            cloud = await nursery.start(build(base).serve)
+            await cloud.execute(get("/c"))
+            transport = cloud._runtime.transport
+            assert transport.statistics().idle_connections == 1
+            nursery.cancel_scope.cancel()
+        assert transport.statistics().open_connections == 0
+
     async def test_plain_httpx_on_request(self, server: tuple[str, FaultApp]) -> None:
         """plain_httpx_transport() selects httpx's own pool, over the same pipeline."""
         base, _app = server
