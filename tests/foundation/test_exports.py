@@ -13,6 +13,7 @@ PUBLIC_MODULES = [
     "cloudkit_trio",
     "cloudkit_trio.actors",
     "cloudkit_trio.aws",
+    "cloudkit_trio.demo",
     "cloudkit_trio.runtime",
     "cloudkit_trio.spi",
     "cloudkit_trio.testing",
