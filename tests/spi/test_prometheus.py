@@ -135,7 +135,10 @@ class TestServeMetrics:
                 text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             assert any(f.name.startswith("python_") for f in text_string_to_metric_families(text))
             nursery.cancel_scope.cancel()
-        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", port), timeout=1),
+        ):
             pass
 
 
