@@ -130,6 +130,18 @@ class TestVault:
         assert request.headers["x-vault-token"] == VAULT_TOKEN
         assert isinstance(provider, ck.AuthProvider)
 
+    async def test_is_valid_asks_about_the_token_without_minting_a_lease(
+        self, endpoint: ScriptedEndpoint
+    ) -> None:
+        """is_valid() reads lookup-self, never creds/<role>; a rejected token is False."""
+        endpoint.answer(200, {"data": {"ttl": 3600}})
+        provider = VaultAuthProvider(endpoint.url, "app", token=VAULT_TOKEN)
+        assert await provider.is_valid()
+        endpoint.answer(403, {"errors": ["permission denied"]})
+        assert not await provider.is_valid()
+        assert [r.path for r in endpoint.seen] == ["/v1/auth/token/lookup-self"] * 2
+        assert all(r.headers["x-vault-token"] == VAULT_TOKEN for r in endpoint.seen)
+
     async def test_iam_user_roles_have_no_session_token(self, endpoint: ScriptedEndpoint) -> None:
         """A null security_token gives credentials without a session token; lease 0, no expiry."""
         endpoint.answer(200, vault_answer(token=None, lease=0))

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from .._credentials import Credentials
-from .._errors import MissingCredentials, SerializationError
+from .._errors import CloudError, MissingCredentials, SerializationError
 from ..spi._auth import AuthProvider
 from ._fetch import fetch_json, header_safe, optional_text, required_text
 
@@ -108,6 +108,7 @@ class VaultAuthProvider(AuthProvider):
         path = "/".join(quote(part, safe="") for part in (*self.mount.split("/"), "creds", role))
         self.vault_url = f"{base.scheme}://{base.netloc.decode('ascii')}{prefix}"
         self._url = f"{self.vault_url}/v1/{path}"
+        self._lookup_url = f"{self.vault_url}/v1/auth/token/lookup-self"
         self._source = f"Vault at {self.vault_url} (role {role!r})"
 
     def _current_token(self) -> str:
@@ -126,10 +127,32 @@ class VaultAuthProvider(AuthProvider):
             )
         return token
 
-    async def get_credentials(self) -> Credentials:
+    def _headers(self) -> dict[str, str]:
         headers = {"X-Vault-Token": self._current_token(), "Accept": "application/json"}
         if self.namespace is not None:
             headers["X-Vault-Namespace"] = self.namespace
+        return headers
+
+    async def is_valid(self) -> bool:
+        """Whether Vault accepts the token, asked with ``GET /v1/auth/token/lookup-self``.
+
+        Unlike :meth:`get_credentials` this mints no lease (and so no new IAM user or role
+        session): a health check must not create cloud identities.
+        """
+        try:
+            await fetch_json(
+                f"Vault at {self.vault_url}",
+                self._lookup_url,
+                headers=self._headers(),
+                transport=self._transport,
+                http_timeout=self.timeout,
+            )
+        except CloudError:
+            return False
+        return True
+
+    async def get_credentials(self) -> Credentials:
+        headers = self._headers()
         document, arrived = await fetch_json(
             self._source,
             self._url,
