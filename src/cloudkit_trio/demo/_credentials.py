@@ -34,6 +34,8 @@ class TokenState(enum.Enum):
     VALID = "valid"
     EXPIRED = "expired"
     UNKNOWN = "unknown"
+    #: An access key the ledger never issued (SigV4 requests name theirs).
+    UNKNOWN_KEY = "unknown_key"
 
 
 @attrs.frozen(repr=False)
@@ -58,22 +60,27 @@ class TokenLedger:
     revoke_every: int = 3
     revoke_after: float = 0.6
     issued: int = 0
-    _tokens: dict[str, tuple[float, float]] = attrs.field(factory=dict, init=False)
+    # session token -> (issued at, honoured until, access key)
+    _tokens: dict[str, tuple[float, float, str]] = attrs.field(factory=dict, init=False)
+    # access key -> session token
+    _keys: dict[str, str] = attrs.field(factory=dict, init=False)
 
     def issue(self, now: float) -> IssuedCredentials:
         self.issued += 1
         revoked_early = self.revoke_every > 0 and self.issued % self.revoke_every == 0
         honoured = self.lease * (self.revoke_after if revoked_early else 1.0)
         forget_before = now - _REMEMBERED_LEASES * self.lease
-        for token, (issued_at, _) in list(self._tokens.items()):
+        for token, (issued_at, _, access_key) in list(self._tokens.items()):
             if issued_at < forget_before:
                 del self._tokens[token]
+                del self._keys[access_key]
         credentials = IssuedCredentials(
             access_key=f"ASIADEMO{self.issued:08d}",
             secret_key=secrets.token_urlsafe(30),
             session_token=secrets.token_urlsafe(32),
         )
-        self._tokens[credentials.session_token] = (now, now + honoured)
+        self._tokens[credentials.session_token] = (now, now + honoured, credentials.access_key)
+        self._keys[credentials.access_key] = credentials.session_token
         return credentials
 
     def check(self, token: str | None, now: float) -> TokenState:
@@ -83,6 +90,16 @@ class TokenLedger:
         if entry is None:
             return TokenState.UNKNOWN
         return TokenState.VALID if now < entry[1] else TokenState.EXPIRED
+
+    def check_key(self, access_key: str, token: str | None, now: float) -> TokenState:
+        """Like :meth:`check`, for a request that names its access key as SigV4 does: the
+        key must be one the ledger issued, and the token the one issued with it."""
+        issued_token = self._keys.get(access_key)
+        if issued_token is None:
+            return TokenState.UNKNOWN_KEY
+        if token is None or not hmac.compare_digest(token.encode(), issued_token.encode()):
+            return TokenState.UNKNOWN
+        return self.check(token, now)
 
     def __repr__(self) -> str:
         return f"TokenLedger(lease={self.lease}, issued={self.issued})"

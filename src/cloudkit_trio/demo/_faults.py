@@ -69,12 +69,13 @@ class FaultPlan:
       ``_WEIGHTS``).
     - Each endpoint but the outage one has one error burst, placed by the seed, when
       ``fault_rate`` is above zero.
-    - ``outage_endpoint`` answers 503 to everything during ``outage``, whatever the rate.
+    - ``outage_endpoint``, when there is one, answers 503 to everything during ``outage``,
+      whatever the rate.
     """
 
     seed: int
     fault_rate: float
-    outage_endpoint: str
+    outage_endpoint: str | None
     outage: Window
     bursts: Mapping[str, Window]
 
@@ -86,9 +87,9 @@ class FaultPlan:
         fault_rate: float,
         timing: Timing,
         endpoints: Sequence[str],
-        outage_endpoint: str,
+        outage_endpoint: str | None,
     ) -> FaultPlan:
-        if outage_endpoint not in endpoints:
+        if outage_endpoint is not None and outage_endpoint not in endpoints:
             raise ValueError(f"the outage endpoint {outage_endpoint!r} is not among {endpoints}")
         placement = random.Random(f"{seed}/bursts")
         bursts: dict[str, Window] = {}
