@@ -1,9 +1,10 @@
 """The ``cloudkit-trio`` command line.
 
-``demo`` is the only subcommand so far; each subcommand is a parser and a handler, so more
-(a benchmark, say) slot in beside it. Exit statuses: 0 done and every submission answered,
-1 the invariant failed or the run could not start (a missing extra, a busy port), 2 bad
-flags, 130 interrupted with Ctrl-C.
+``demo`` is the only subcommand so far; each subcommand is a parser, a check of the flags
+that belong together, and a handler, so more (a benchmark, say) slot in beside it. Exit
+statuses: 0 done and every submission answered (and, with ``--s3`` against the embedded
+endpoint, every successful put listed), 1 a check failed or the run could not start (a
+missing extra, a busy port, an unusable bucket), 2 bad flags, 130 interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import importlib
 import math
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
 from ._settings import (
+    DEFAULT_BUCKET_PREFIX,
     DEFAULT_CONCURRENCY,
     DEFAULT_FAULT_RATE,
     DEFAULT_OPERATIONS,
@@ -140,6 +143,42 @@ def _http_url(text: str) -> str:
     return text
 
 
+def _bucket(text: str) -> str:
+    # The S3 client's own rules, checked where it checks them: building an operation.
+    from ..aws import S3Operations
+
+    try:
+        S3Operations().head_bucket(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _check_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags that are valid alone but not together."""
+    if not args.s3:
+        if args.bucket is not None:
+            parser.error("--bucket applies only with --s3")
+        return
+    if args.endpoint is not None:
+        from ..aws import S3Operations
+
+        if "{n}" in args.endpoint:
+            parser.error(
+                "argument --endpoint: with --s3 it is the S3 service's base URL; {n} has no "
+                "place in it"
+            )
+        try:
+            S3Operations(endpoint=args.endpoint)
+        except ValueError as error:
+            parser.error(f"argument --endpoint: {error}")
+    if args.bucket is None:
+        try:
+            _bucket(f"{DEFAULT_BUCKET_PREFIX}{args.seed}")
+        except argparse.ArgumentTypeError:
+            parser.error(f"--seed {args.seed} makes too long a bucket name; choose a --bucket")
+
+
 # -- the parser ---------------------------------------------------------------------------
 
 
@@ -159,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
             "cloud.execute and half through the channel API, and show what happens."
         ),
         epilog=(
-            "Exit status: 0 when every submitted operation was answered, 1 when not (or "
-            "when the run cannot start), 2 for bad flags, 130 after Ctrl-C."
+            "Exit status: 0 when every submitted operation was answered (with --s3 and no "
+            "--endpoint, also when every successful put was listed), 1 when not (or when "
+            "the run cannot start), 2 for bad flags, 130 after Ctrl-C."
         ),
     )
     demo.add_argument(
@@ -218,9 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="URL",
         help="GET this URL instead of the embedded endpoints ({n} becomes the operation's "
-        "number); no faults injected; a bearer token only if CLOUDKIT_DEMO_BEARER_TOKEN is set",
+        "number); no faults injected; a bearer token only if CLOUDKIT_DEMO_BEARER_TOKEN is set. "
+        "With --s3: the S3-compatible service to use (AWS, MinIO, moto)",
     )
-    demo.set_defaults(handler=_demo)
+    demo.add_argument(
+        "--s3",
+        action="store_true",
+        help="drive S3 calls: each operation puts an object, and the objects are listed "
+        "after the run; against an embedded S3 endpoint with injected faults, or --endpoint "
+        "with credentials from the default AWS chain and AWS_REGION",
+    )
+    demo.add_argument(
+        "--bucket",
+        type=_bucket,
+        default=None,
+        metavar="NAME",
+        help=f"with --s3: the bucket to write to, created unless it exists (default "
+        f"{DEFAULT_BUCKET_PREFIX}SEED)",
+    )
+    demo.set_defaults(handler=_demo, check=partial(_check_demo, demo))
     return parser
 
 
@@ -247,6 +303,8 @@ def _demo(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         json=args.json,
         endpoint=args.endpoint,
+        s3=args.s3,
+        bucket=args.bucket,
     )
     missing = _missing_modules()
     if missing:
@@ -288,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
+        if check is not None:
+            check(args)
     except _UsageError as error:
         error.parser.print_usage(sys.stderr)
         print(f"{error.parser.prog}: error: {error.message}", file=sys.stderr)

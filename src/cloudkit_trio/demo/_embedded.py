@@ -20,13 +20,36 @@ from ._target import Target, TargetEndpoint
 if TYPE_CHECKING:
     import trio
 
-    from ._settings import DemoSettings, Window
+    from ._settings import DemoSettings, Timing, Window
 
-__all__ = ["EmbeddedMode"]
+__all__ = ["EmbeddedMode", "span", "start_vault"]
 
 ENDPOINTS: Final = ("alpha", "beta", "gamma")
 OUTAGE_ENDPOINT: Final = "gamma"
 VAULT_ROLE: Final = "demo"
+
+
+async def start_vault(
+    nursery: trio.Nursery, timing: Timing
+) -> tuple[TokenLedger, VaultAuthProvider]:
+    """Serve the embedded Vault in ``nursery``: the ledger of the credentials it issues,
+    which the endpoints check, and the provider the runtime fetches them with."""
+    ledger = TokenLedger(timing.lease)
+    vault_token = secrets.token_urlsafe(24)
+    vault_url: str = await nursery.start(
+        partial(serve_app, VaultApp(ledger, vault_token=vault_token, role=VAULT_ROLE))
+    )
+    provider = VaultAuthProvider(
+        vault_url, VAULT_ROLE, token=vault_token, timeout=timing.attempt_timeout
+    )
+    return ledger, provider
+
+
+def span(window: Window, timing: Timing) -> str:
+    """``from 6.0 s to 11.0 s``: a window of the run, for the notes."""
+    # Short runs have short windows: show them to the hundredth.
+    digits = 1 if timing.duration >= 10 else 2
+    return f"from {window.start:.{digits}f} s to {window.end:.{digits}f} s"
 
 
 class EmbeddedMode:
@@ -53,11 +76,7 @@ class EmbeddedMode:
     async def start(self, nursery: trio.Nursery) -> Target:
         timing = self.timing
         clock = RunClock()
-        ledger = TokenLedger(timing.lease)
-        vault_token = secrets.token_urlsafe(24)
-        vault_url: str = await nursery.start(
-            partial(serve_app, VaultApp(ledger, vault_token=vault_token, role=VAULT_ROLE))
-        )
+        ledger, provider = await start_vault(nursery, timing)
         injected: Counter[str] = Counter()
         apps: list[FaultyEndpoint] = []
         endpoints: list[TargetEndpoint] = []
@@ -83,9 +102,7 @@ class EmbeddedMode:
             title=f"{len(endpoints)} embedded endpoints with injected faults",
             endpoints=tuple(endpoints),
             operation=operation,
-            auth_provider=VaultAuthProvider(
-                vault_url, VAULT_ROLE, token=vault_token, timeout=timing.attempt_timeout
-            ),
+            auth_provider=provider,
             signer=BearerTokenSigner(),
             begin=clock.begin,
             injected=lambda: dict(injected),
@@ -95,15 +112,10 @@ class EmbeddedMode:
 
     def _notes(self) -> tuple[str, ...]:
         timing, plan = self.timing, self.plan
-        # Short runs have short windows: show them to the hundredth.
-        digits = 1 if timing.duration >= 10 else 2
-
-        def span(window: Window) -> str:
-            return f"from {window.start:.{digits}f} s to {window.end:.{digits}f} s"
-
-        notes = [f"outage: {plan.outage_endpoint} answers 503 {span(plan.outage)}"]
+        notes = [f"outage: {plan.outage_endpoint} answers 503 {span(plan.outage, timing)}"]
         notes.extend(
-            f"error burst: {name} {span(window)}" for name, window in sorted(plan.bursts.items())
+            f"error burst: {name} {span(window, timing)}"
+            for name, window in sorted(plan.bursts.items())
         )
         notes.append(
             f"credentials: {timing.lease} s leases from the embedded Vault; "

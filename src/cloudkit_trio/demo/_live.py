@@ -10,7 +10,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ._view import figures, invariant_line
+from ._view import check_line, figures, invariant_line
 
 if TYPE_CHECKING:
     from ._progress import Header, Progress
@@ -102,6 +102,14 @@ class LiveView:
         else:
             style, mark = "bold red", "✗"
         self.console.print(Text(f"{mark} {invariant_line(summary)}", style=style))
+        for check in summary.checks:
+            if check.holds:
+                style, mark = "bold green", "✓"
+            elif check.binding:
+                style, mark = "bold red", "✗"
+            else:
+                style, mark = "yellow", "?"
+            self.console.print(Text(f"{mark} {check_line(check)}", style=style))
         if summary.interrupted:
             self.console.print("interrupted (Ctrl-C)", style="yellow")
 

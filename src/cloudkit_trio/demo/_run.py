@@ -1,8 +1,10 @@
 """One demo run: start the target, build the context, drive, watch, and sum up.
 
-Ctrl-C once stops releasing operations and closes the context, whose shutdown answers
-everything still running (``ContextClosed``); the summary follows. Ctrl-C twice cancels at
-once.
+The target prepares the running context before the header is shown (an S3 bucket is
+created then) and looks at what the run left behind once every operation is answered (the
+bucket is listed then). Ctrl-C once stops releasing operations and closes the context, whose
+shutdown answers everything still running (``ContextClosed``); the summary follows, without
+the target's findings. Ctrl-C twice cancels at once.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from ._embedded import EmbeddedMode
 from ._problems import DemoError, sole
 from ._progress import EndpointStatus, Header, Progress
 from ._remote import RemoteMode
+from ._s3_mode import EmbeddedS3Mode, RemoteS3Mode
 from ._summary import EndpointSummary, Summary
+from ._target import RunOutcome
 
 if TYPE_CHECKING:
     from ._settings import DemoSettings
-    from ._target import Mode, Target
+    from ._target import Mode, Target, TargetReport
     from ._view import View
 
 __all__ = ["build_context", "run_demo", "select_mode"]
@@ -50,6 +54,10 @@ TICK: Final = 0.25
 
 def select_mode(settings: DemoSettings) -> Mode:
     """The mode the settings ask for."""
+    if settings.s3:
+        if settings.endpoint is not None:
+            return RemoteS3Mode(settings, settings.endpoint)
+        return EmbeddedS3Mode(settings)
     if settings.endpoint is not None:
         return RemoteMode(settings.endpoint)
     return EmbeddedMode(settings)
@@ -122,6 +130,7 @@ class _Run:
         self.snapshot: CloudSnapshot | None = None
         self.metrics_url: str | None = None
         self.finished_at: float | None = None
+        self.report: TargetReport | None = None
 
     def elapsed(self) -> float:
         """Seconds since the first operation was released (0 before)."""
@@ -143,16 +152,6 @@ class _Run:
                     collectors.append(PrometheusMetrics(registry))
                     port = await self._serve_metrics(nursery, registry)
                     self.metrics_url = f"http://127.0.0.1:{port}/metrics"
-                header = Header(
-                    mode=self.mode.name,
-                    title=target.title,
-                    settings=self.settings,
-                    endpoints=tuple((e.name, e.url, e.role) for e in target.endpoints),
-                    notes=target.notes,
-                    metrics_url=self.metrics_url,
-                )
-                self.view.start(header)
-                task_status.started(header)
                 # The demo owns its transport, so that its connections are closed even when
                 # a second Ctrl-C cancels the context instead of closing it.
                 transport = PooledTransport(max_connections_per_endpoint=self.settings.concurrency)
@@ -160,7 +159,22 @@ class _Run:
                     context = build_context(self.settings, target, collectors, transport)
                     async with context as cloud:
                         self.cloud = cloud
+                        # Before the header: a target that cannot be prepared is one line
+                        # on stderr, not a view left half drawn.
+                        await target.prepare(cloud)
+                        header = Header(
+                            mode=self.mode.name,
+                            title=target.title,
+                            settings=self.settings,
+                            endpoints=tuple((e.name, e.url, e.role) for e in target.endpoints),
+                            notes=target.notes,
+                            metrics_url=self.metrics_url,
+                        )
+                        self.view.start(header)
+                        task_status.started(header)
                         await self._drive(cloud, target)
+                        if not self.stop.is_set():
+                            self.report = await target.finish(cloud, self._outcome())
                         self.snapshot = cloud.snapshot()
                 finally:
                     with trio.move_on_after(1.0, shield=True):
@@ -216,6 +230,15 @@ class _Run:
                     everything.cancel()
 
     # -- figures -------------------------------------------------------------------------
+
+    def _outcome(self) -> RunOutcome:
+        tally = self.tally
+        return RunOutcome(
+            submitted=tally.submitted,
+            replied=tally.replied,
+            succeeded=tally.succeeded,
+            failed=tally.failed,
+        )
 
     def _endpoints(self, snapshot: CloudSnapshot | None) -> tuple[EndpointStatus, ...]:
         if self.target is None:
@@ -315,6 +338,7 @@ class _Run:
             interrupted=self.interrupts > 0,
             cancelled=self.cancelled,
             metrics_url=self.metrics_url,
+            report=self.report,
         )
 
 

@@ -14,6 +14,8 @@ DEFAULT_RATE: Final = 100.0
 DEFAULT_CONCURRENCY: Final = 32
 DEFAULT_FAULT_RATE: Final = 0.1
 DEFAULT_SEED: Final = 1
+#: ``--s3`` without ``--bucket``: the bucket is named after the seed.
+DEFAULT_BUCKET_PREFIX: Final = "cloudkit-demo-"
 
 
 @attrs.frozen(kw_only=True)
@@ -32,6 +34,15 @@ class DemoSettings:
     metrics_port: int | None = None
     json: bool = False
     endpoint: str | None = None
+    #: Drive S3 calls (``--s3``): put_object of one key per operation, listed after the run.
+    s3: bool = False
+    #: ``--bucket``; None means :data:`DEFAULT_BUCKET_PREFIX` and the seed.
+    bucket: str | None = None
+
+    @property
+    def bucket_name(self) -> str:
+        """The bucket an ``--s3`` run writes to."""
+        return self.bucket if self.bucket is not None else f"{DEFAULT_BUCKET_PREFIX}{self.seed}"
 
     @property
     def planned_duration(self) -> float:

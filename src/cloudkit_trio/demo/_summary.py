@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from ._collector import Transition
+from ._target import Check, TargetReport
 
 __all__ = ["EndpointSummary", "Summary"]
 
@@ -105,6 +106,8 @@ class Summary:
     #: ``submitted == replied`` was not checked.
     cancelled: bool = False
     metrics_url: str | None = None
+    #: What the target found after the run (an S3 listing), if it looks.
+    report: TargetReport | None = None
 
     @property
     def credential_refreshes(self) -> int:
@@ -116,13 +119,34 @@ class Summary:
         return self.submitted == self.replied
 
     @property
+    def checks(self) -> tuple[Check, ...]:
+        """The target's own checks (``listed == uploaded``), binding or not."""
+        return () if self.report is None else self.report.checks
+
+    @property
+    def checks_hold(self) -> bool:
+        """Every binding check of the target held."""
+        return all(check.holds for check in self.checks if check.binding)
+
+    @property
     def exit_status(self) -> int:
-        """0 when the invariant holds, 130 after Ctrl-C, else 1."""
+        """0 when the invariant and the target's binding checks hold, 130 after Ctrl-C,
+        else 1."""
         if self.interrupted:
             return 130
-        return 0 if self.invariant_holds else 1
+        return 0 if self.invariant_holds and self.checks_hold else 1
 
     def to_json(self) -> dict[str, Any]:
+        document = self._document()
+        if self.report is not None:
+            document[self.report.key] = dict(self.report.document)
+            invariant = document["invariant"]
+            for check in self.report.checks:
+                if check.binding:
+                    invariant[check.name] = check.holds
+        return document
+
+    def _document(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
             "target": self.target,

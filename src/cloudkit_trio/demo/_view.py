@@ -13,8 +13,17 @@ from typing import TYPE_CHECKING, Final, Protocol, TextIO
 if TYPE_CHECKING:
     from ._progress import Header, Progress
     from ._summary import Summary
+    from ._target import Check
 
-__all__ = ["JsonView", "PlainView", "View", "choose_view", "figures", "invariant_line"]
+__all__ = [
+    "JsonView",
+    "PlainView",
+    "View",
+    "check_line",
+    "choose_view",
+    "figures",
+    "invariant_line",
+]
 
 #: Seconds between two progress lines in plain mode.
 PLAIN_INTERVAL: Final = 1.0
@@ -66,6 +75,8 @@ def figures(summary: Summary) -> list[tuple[str, str, str]]:
     ]
     if s.injected:
         rows.append(("injected faults", str(sum(s.injected.values())), _counts(s.injected)))
+    if s.report is not None:
+        rows.extend(s.report.rows)
     return rows
 
 
@@ -75,6 +86,17 @@ def invariant_line(summary: Summary) -> str:
     else:
         verdict = "holds" if summary.invariant_holds else "VIOLATED"
     return f"invariant submitted == replied: {summary.submitted} == {summary.replied}: {verdict}"
+
+
+def check_line(check: Check) -> str:
+    """One of the target's checks, as the last lines of the summary show it."""
+    if check.holds:
+        verdict = "holds"
+    elif check.binding:
+        verdict = "VIOLATED"
+    else:
+        verdict = "differs (reported only: the bucket is yours, others may write to it)"
+    return f"check {check.statement}: {verdict}"
 
 
 def _breakers(progress: Progress) -> str:
@@ -141,6 +163,8 @@ class PlainView:
                 f"opened {e.opened}, closed {e.closed}, rejected {e.rejected_by_breaker}"
             )
         self._print(invariant_line(summary))
+        for check in summary.checks:
+            self._print(check_line(check))
 
 
 class JsonView:
