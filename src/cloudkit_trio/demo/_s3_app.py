@@ -167,11 +167,12 @@ def _encode_token(key: str) -> str:
 
 def _decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode()
+        key = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeError, ValueError):
-        raise _S3Error(
-            400, "InvalidArgument", "The continuation token provided is incorrect"
-        ) from None
+        key = ""
+    if not key:
+        raise _S3Error(400, "InvalidArgument", "The continuation token provided is incorrect")
+    return key
 
 
 def _max_keys(text: str | None) -> int:

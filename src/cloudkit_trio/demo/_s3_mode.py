@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from .._errors import AlreadyExists, CloudError, ConfigError
+from .._errors import (
+    AlreadyExists,
+    CloudError,
+    ConfigError,
+    InsufficientPermissions,
+    NotFound,
+)
 from .._operation import Operation, endpoint_of
 from ..aws import S3, S3Operations, default_aws_chain
 from ._embedded import span, start_vault
@@ -115,11 +121,18 @@ class S3Workload:
         )
 
     async def prepare(self, cloud: Cloud) -> None:
-        """Build the client on the running context and make sure the bucket exists."""
+        """Build the client on the running context and make sure the bucket exists.
+
+        The bucket is probed with a listing of the run's prefix rather than a HEAD: a
+        listing's errors carry S3's code (a HEAD's cannot), and listing is what the run
+        needs permission for after it.
+        """
         where = self._where
         s3 = S3(cloud, region=where.region, endpoint=where.endpoint, addressing=where.addressing)
         try:
-            if not await s3.bucket_exists(self.bucket):
+            try:
+                await anext(s3.list_objects_v2(self.bucket, prefix=self.prefix, page_size=1))
+            except NotFound:
                 await s3.create_bucket(self.bucket)
         except AlreadyExists as error:
             # Created by someone else between the two calls, or it is someone else's.
@@ -128,9 +141,14 @@ class S3Workload:
                     f"bucket {self.bucket!r} belongs to someone else; choose another --bucket"
                 ) from None
         except CloudError as error:
+            hint = (
+                "; if the bucket is someone else's, choose another --bucket"
+                if isinstance(error, InsufficientPermissions)
+                else ""
+            )
             raise DemoError(
                 f"cannot use bucket {self.bucket!r} at {where.endpoint}: "
-                f"{type(error).__name__}: {error}"
+                f"{type(error).__name__}: {error}{hint}"
             ) from None
         self._s3 = s3
 
