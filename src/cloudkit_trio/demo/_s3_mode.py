@@ -324,8 +324,8 @@ class RemoteS3Mode:
                 binding=False,
             )
         except ConfigError as error:
-            source = f" (from {variable})" if variable is not None else ""
-            raise DemoError(f"cannot drive S3 at {self.url}{source}: {error}") from None
+            source = f" (the region comes from {variable})" if variable is not None else ""
+            raise DemoError(f"cannot drive S3 at {self.url}: {error}{source}") from None
         region_source = variable if variable is not None else "the default"
         notes = (
             "no faults injected: the endpoint's own behaviour is what you see",
