@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import signal
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -23,9 +24,10 @@ from cloudkit_trio.aws import S3, SigV4Signer
 from cloudkit_trio.demo import main
 from cloudkit_trio.demo._credentials import TokenLedger, TokenState
 from cloudkit_trio.demo._faults import Fault, FaultPlan, RunClock
+from cloudkit_trio.demo._run import run_demo
 from cloudkit_trio.demo._s3_app import S3App
 from cloudkit_trio.demo._s3_mode import listing_page_size
-from cloudkit_trio.demo._settings import Timing
+from cloudkit_trio.demo._settings import DemoSettings, Timing
 from cloudkit_trio.demo._summary import Summary
 from cloudkit_trio.demo._target import Check, TargetReport
 from cloudkit_trio.demo._view import JsonView, PlainView
@@ -33,6 +35,7 @@ from cloudkit_trio.transport import error_from_response
 
 if TYPE_CHECKING:
     from cloudkit_trio.demo._credentials import IssuedCredentials
+    from cloudkit_trio.demo._progress import Progress
 
     from ..aws._moto import MotoServer
 
@@ -355,6 +358,30 @@ class TestS3Runs:
         assert "InvalidCredentials" in captured.err and "SignatureDoesNotMatch" in captured.err
         assert "not-the-secret-123" not in captured.err
         assert len(captured.err.strip().splitlines()) == 1
+
+
+class TestS3Interrupted:
+    async def test_ctrl_c_skips_the_listing(self) -> None:
+        """After Ctrl-C every put submitted is still answered, but the context is closed:
+        nothing is listed, and the summary carries no S3 report or check."""
+
+        class CtrlC(JsonView):
+            sent = False
+
+            def update(self, progress: Progress) -> None:
+                if not self.sent and progress.replied >= 20:
+                    self.sent = True
+                    signal.raise_signal(signal.SIGINT)
+
+        view = CtrlC(io.StringIO())
+        settings = DemoSettings(operations=400, rate=200, fault_rate=0.0, s3=True)
+        with trio.fail_after(30):
+            summary = await run_demo(settings, view)
+        assert view.sent and summary.interrupted and summary.exit_status == 130
+        assert summary.mode == "s3-embedded"
+        assert summary.submitted == summary.replied < 400
+        assert summary.report is None and summary.checks == ()
+        assert "s3" not in summary.to_json()
 
 
 class TestS3Flags:
