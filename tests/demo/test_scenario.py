@@ -210,4 +210,5 @@ class TestEmbeddedVault:
         )
         with pytest.raises(ck.InvalidCredentials):
             await elsewhere.get_credentials()
+        assert await provider.is_valid() and not await wrong.is_valid()
         assert ledger.issued == 1

@@ -128,13 +128,18 @@ class TestRefresher:
 
         auth = CountingAuth()
         script = Script([expired])
-        async with context(script, auth=auth, signer=KeyEcho(), policy=ck.NoRetry()) as cloud:
+        metrics = RecordingMetrics()
+        async with context(
+            script, auth=auth, signer=KeyEcho(), policy=ck.NoRetry(), metrics=metrics
+        ) as cloud:
             response = await cloud.execute(op())
             assert response.attempts == 2
             script.steps = [expired, expired]
             with pytest.raises(ck.ExpiredCredentials):
                 await cloud.execute(op())
         assert keys(script) == ["AKID1", "AKID2", "AKID2", "AKID3"]
+        # Each forced retry is counted as a retry caused by the expired credentials.
+        assert metrics.counter_total("retries", error="ExpiredCredentials") == 2
 
     async def test_refresher_crash_fails_waiters_instead_of_hanging(
         self, autojump_clock: trio.testing.MockClock

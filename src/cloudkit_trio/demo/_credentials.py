@@ -105,11 +105,16 @@ class TokenLedger:
         return f"TokenLedger(lease={self.lease}, issued={self.issued})"
 
 
+_LOOKUP_SELF = "/v1/auth/token/lookup-self"
+
+
 class VaultApp:
     """An ASGI app that issues credentials from ``ledger`` the way Vault's AWS engine does.
 
-    Only ``GET /v1/<mount>/creds/<role>`` with the right ``X-Vault-Token`` gets credentials;
-    a wrong token gets Vault's 403 ``permission denied``, any other path a 404.
+    Only ``GET /v1/<mount>/creds/<role>`` with the right ``X-Vault-Token`` gets credentials,
+    and ``GET /v1/auth/token/lookup-self`` describes that token (what
+    ``VaultAuthProvider.is_valid()`` asks); a wrong token gets Vault's 403
+    ``permission denied``, any other path a 404.
     """
 
     def __init__(
@@ -133,12 +138,16 @@ class VaultApp:
         if scope["type"] != "http":
             return
         self.requests += 1
-        if scope["path"] != self._path or scope["method"] != "GET":
+        path = scope["path"]
+        if path not in (self._path, _LOOKUP_SELF) or scope["method"] != "GET":
             await _json(send, 404, {"errors": []})
             return
         presented = (header(scope["headers"], b"x-vault-token") or "").encode()
         if not hmac.compare_digest(presented, self._vault_token):
             await _json(send, 403, {"errors": ["permission denied"]})
+            return
+        if path == _LOOKUP_SELF:
+            await _json(send, 200, {"data": {"policies": ["demo"], "ttl": 0, "renewable": False}})
             return
         credentials = self.ledger.issue(trio.current_time())
         await _json(

@@ -462,6 +462,11 @@ class OperationRunner:
                     # One refresh and one more attempt, whatever the policy says.
                     refreshed = True
                     attempt -= 1
+                    # Counted and logged like any retry (no backoff), so dashboards show
+                    # expired credentials as a cause; it does not use up the policy's attempts.
+                    self._events.retry(
+                        operation.service, operation.name, endpoint, sent, 0.0, type(error).__name__
+                    )
                     await self._refresher.refresh_after_rejection(credentials)
                     continue
                 delay = self._retry_delay(operation, error, attempt, deadline)
