@@ -76,6 +76,28 @@ class _Target:
         self.host = host
 
 
+class _Flight:
+    """One operation between admission and its end; also the token its slots are held by."""
+
+    __slots__ = ("bulkhead", "deadline", "endpoint", "request", "start", "url")
+
+    def __init__(
+        self,
+        start: float,
+        deadline: float,
+        url: str,
+        endpoint: str,
+        request: httpx.Request,
+        bulkhead: trio.CapacityLimiter,
+    ) -> None:
+        self.start = start
+        self.deadline = deadline
+        self.url = url
+        self.endpoint = endpoint
+        self.request = request
+        self.bulkhead = bulkhead
+
+
 class _Closing:
     """Why an operation's scope was cancelled by the runtime."""
 
@@ -177,46 +199,27 @@ class OperationRunner:
         Runs even while closing: operations admitted before shutdown may finish within the
         grace period. Callers that admit new work check :meth:`check_open` first.
         """
-        start = trio.current_time()
-        if self._cancelled:
-            raise self._closed_error(operation, None, "started")
-        if operation.timeout is not None:
-            deadline = min(deadline, start + operation.timeout)
-        url = operation.resolve_url(self._config.endpoint)
-        target = self._urls.get(url) or self._parse(url)
-        endpoint = target.endpoint
-        request = self._request(operation, target)
-        token = object()
-        bulkhead = self._bulkhead(endpoint)
-        self.inflight += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
+        flight = self._depart(operation, deadline)
         error: CloudError | None = None
         attempts = 0
         try:
-            await self._admit(token, bulkhead, operation, endpoint, deadline)
+            await self._admit(flight, operation)
             try:
                 response, content, attempts = await self._attempts(
-                    operation, request, endpoint, deadline, stream=False
+                    operation, flight.request, flight.endpoint, flight.deadline, stream=False
                 )
             finally:
-                bulkhead.release_on_behalf_of(token)
-                self._limiter.release_on_behalf_of(token)
+                self._release(flight)
         except CloudError as exc:
             error = exc
             attempts = exc.attempt or attempts
             raise
         finally:
-            self.inflight -= 1
-            if self.inflight == 0:
-                self._idle.set()
-            self._release_bulkhead(endpoint, bulkhead)
-            if error is not None:
-                self._report(operation, endpoint, start, OperationOutcome.FAILURE, attempts, error)
+            self._land(flight, operation, attempts, error)
         self._report(
             operation,
-            endpoint,
-            start,
+            flight.endpoint,
+            flight.start,
             OperationOutcome.SUCCESS,
             attempts,
             None,
@@ -226,9 +229,9 @@ class OperationRunner:
             status_code=response.status_code,
             headers=response.headers,
             content=content,
-            url=url,
+            url=flight.url,
             attempts=attempts,
-            elapsed=trio.current_time() - start,
+            elapsed=trio.current_time() - flight.start,
         )
 
     @asynccontextmanager
@@ -242,33 +245,21 @@ class OperationRunner:
         is closed, and its deadline bounds reading the body too. The operation is reported
         when the context exits: a success, unless reading the body failed.
         """
-        start = trio.current_time()
-        if self._cancelled:
-            raise self._closed_error(operation, None, "started")
-        if operation.timeout is not None:
-            deadline = min(deadline, start + operation.timeout)
-        url = operation.resolve_url(self._config.endpoint)
-        target = self._urls.get(url) or self._parse(url)
-        endpoint = target.endpoint
-        request = self._request(operation, target)
-        token = object()
-        bulkhead = self._bulkhead(endpoint)
-        self.inflight += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
+        flight = self._depart(operation, deadline)
+        endpoint, deadline = flight.endpoint, flight.deadline
         error: CloudError | None = None
         attempts = 0
         try:
-            await self._admit(token, bulkhead, operation, endpoint, deadline)
+            await self._admit(flight, operation)
             try:
                 response, _, attempts = await self._attempts(
-                    operation, request, endpoint, deadline, stream=True
+                    operation, flight.request, endpoint, deadline, stream=True
                 )
                 body = StreamingResponse._create(
                     response,
-                    url=url,
+                    url=flight.url,
                     attempts=attempts,
-                    elapsed=trio.current_time() - start,
+                    elapsed=trio.current_time() - flight.start,
                     guard=partial(self._guard_body, operation, endpoint, deadline),
                 )
                 try:
@@ -278,54 +269,88 @@ class OperationRunner:
                         await body._aclose()
                 error = body._failure
             finally:
-                bulkhead.release_on_behalf_of(token)
-                self._limiter.release_on_behalf_of(token)
+                self._release(flight)
         except CloudError as exc:
             error = exc
             attempts = exc.attempt or attempts
             raise
         finally:
-            self.inflight -= 1
-            if self.inflight == 0:
-                self._idle.set()
-            self._release_bulkhead(endpoint, bulkhead)
-            if error is not None:
-                self._report(operation, endpoint, start, OperationOutcome.FAILURE, attempts, error)
+            self._land(flight, operation, attempts, error)
         self._report(
             operation,
             endpoint,
-            start,
+            flight.start,
             OperationOutcome.SUCCESS,
             attempts,
             None,
             response.status_code,
         )
 
-    async def _admit(
-        self,
-        token: object,
-        bulkhead: trio.CapacityLimiter,
-        operation: Operation,
-        endpoint: str,
-        deadline: float,
+    def _depart(self, operation: Operation, deadline: float) -> _Flight:
+        """Everything an operation needs before its first attempt; counts it in flight."""
+        start = trio.current_time()
+        if self._cancelled:
+            raise self._closed_error(operation, None, "started")
+        if operation.timeout is not None:
+            deadline = min(deadline, start + operation.timeout)
+        url = operation.resolve_url(self._config.endpoint)
+        target = self._urls.get(url) or self._parse(url)
+        endpoint = target.endpoint
+        flight = _Flight(
+            start,
+            deadline,
+            url,
+            endpoint,
+            self._request(operation, target),
+            self._bulkhead(endpoint),
+        )
+        self.inflight += 1
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        return flight
+
+    def _land(
+        self, flight: _Flight, operation: Operation, attempts: int, error: CloudError | None
     ) -> None:
+        """The operation is over: uncount it, drop an idle bulkhead, report a failure."""
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+        self._release_bulkhead(flight.endpoint, flight.bulkhead)
+        if error is not None:
+            self._report(
+                operation, flight.endpoint, flight.start, OperationOutcome.FAILURE, attempts, error
+            )
+
+    async def _admit(self, flight: _Flight, operation: Operation) -> None:
         """Take a slot of the global limit and one of the endpoint's bulkhead, in that order."""
+        token, bulkhead = flight, flight.bulkhead
         try:
             self._limiter.acquire_on_behalf_of_nowait(token)
         except trio.WouldBlock:
             await self._wait_for(
-                partial(self._limiter.acquire_on_behalf_of, token), operation, endpoint, deadline
+                partial(self._limiter.acquire_on_behalf_of, token),
+                operation,
+                flight.endpoint,
+                flight.deadline,
             )
         try:
             try:
                 bulkhead.acquire_on_behalf_of_nowait(token)
             except trio.WouldBlock:
                 await self._wait_for(
-                    partial(bulkhead.acquire_on_behalf_of, token), operation, endpoint, deadline
+                    partial(bulkhead.acquire_on_behalf_of, token),
+                    operation,
+                    flight.endpoint,
+                    flight.deadline,
                 )
         except BaseException:
             self._limiter.release_on_behalf_of(token)
             raise
+
+    def _release(self, flight: _Flight) -> None:
+        flight.bulkhead.release_on_behalf_of(flight)
+        self._limiter.release_on_behalf_of(flight)
 
     async def _guard_body(
         self, operation: Operation, endpoint: str, deadline: float, read: Awaitable[bytes]
