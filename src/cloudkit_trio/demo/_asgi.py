@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
 
-__all__ = ["answer", "header", "serve_lifespan"]
+__all__ = ["EmbeddedApp", "answer", "header", "serve_lifespan"]
 
 
 async def serve_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
@@ -51,3 +51,27 @@ async def answer(
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class EmbeddedApp:
+    """An embedded app: the lifespan handshake, a count of HTTP requests, then :meth:`handle`."""
+
+    def __init__(self) -> None:
+        #: HTTP requests received so far.
+        self.requests = 0
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await serve_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        self.requests += 1
+        await self.handle(scope, receive, send)
+
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        raise NotImplementedError

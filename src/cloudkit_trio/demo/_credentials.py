@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from ._asgi import answer, header, serve_lifespan
+from ._asgi import EmbeddedApp, answer, header
 
 if TYPE_CHECKING:
-    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
 __all__ = ["TokenLedger", "TokenState", "VaultApp"]
 
@@ -108,7 +108,7 @@ class TokenLedger:
 _LOOKUP_SELF = "/v1/auth/token/lookup-self"
 
 
-class VaultApp:
+class VaultApp(EmbeddedApp):
     """An ASGI app that issues credentials from ``ledger`` the way Vault's AWS engine does.
 
     Only ``GET /v1/<mount>/creds/<role>`` with the right ``X-Vault-Token`` gets credentials,
@@ -122,22 +122,16 @@ class VaultApp:
     ) -> None:
         self.ledger = ledger
         self.role = role
-        self.requests = 0
+        super().__init__()
         self._vault_token = vault_token.encode()
         self._path = f"/v1/{mount}/creds/{role}"
 
     def __repr__(self) -> str:
         return f"VaultApp(path={self._path!r})"
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        self.requests += 1
         path = scope["path"]
         if path not in (self._path, _LOOKUP_SELF) or scope["method"] != "GET":
             await _json(send, 404, {"errors": []})

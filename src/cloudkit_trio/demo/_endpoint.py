@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from ._asgi import answer, header, serve_lifespan
+from ._asgi import EmbeddedApp, answer, header
 from ._credentials import TokenLedger, TokenState
 from ._faults import Fault, FaultPlan, RunClock
 
 if TYPE_CHECKING:
-    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
     from ._settings import Timing
 
@@ -46,7 +46,7 @@ def _error_body(code: str, message: str) -> bytes:
     ).encode()
 
 
-class FaultyEndpoint:
+class FaultyEndpoint(EmbeddedApp):
     """An ASGI app for one endpoint of the embedded scenario.
 
     ``requests`` counts every request, ``injected`` every fault by kind (shared between
@@ -68,7 +68,7 @@ class FaultyEndpoint:
         self.ledger = ledger
         self.clock = clock
         self.timing = timing
-        self.requests = 0
+        super().__init__()
         self.injected: Counter[str] = injected if injected is not None else Counter()
         # Attempts per path so far; an entry goes when its path is answered 200.
         self._attempts: dict[str, int] = {}
@@ -76,15 +76,9 @@ class FaultyEndpoint:
     def __repr__(self) -> str:
         return f"FaultyEndpoint({self.name!r}, requests={self.requests})"
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        self.requests += 1
         now = trio.current_time()
         path = scope["path"]
         attempt = self._attempts[path] = self._attempts.get(path, 0) + 1

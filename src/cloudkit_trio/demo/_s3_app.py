@@ -34,13 +34,13 @@ from xml.sax.saxutils import escape
 import attrs
 import trio
 
-from ._asgi import answer, serve_lifespan
+from ._asgi import EmbeddedApp, answer
 from ._credentials import TokenLedger, TokenState
 from ._faults import Fault, FaultPlan, RunClock
 from ._s3_store import Bucket, ObjectStore, StoredObject, StorePage
 
 if TYPE_CHECKING:
-    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, Scope
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope
 
     from ._settings import Timing
 
@@ -234,7 +234,7 @@ def _fault_key(key: str) -> str:
     return key.rpartition("/")[2]
 
 
-class S3App:
+class S3App(EmbeddedApp):
     """An ASGI app for the embedded S3 endpoint.
 
     ``requests`` counts every request, ``injected`` every fault by kind (``expired_token``
@@ -259,7 +259,7 @@ class S3App:
         self.clock = clock
         self.timing = timing
         self.region = region
-        self.requests = 0
+        super().__init__()
         self.injected: Counter[str] = injected if injected is not None else Counter()
         self.store = store if store is not None else ObjectStore()
         # Attempts per object so far; an entry goes when its put is stored.
@@ -268,15 +268,9 @@ class S3App:
     def __repr__(self) -> str:
         return f"S3App({self.name!r}, requests={self.requests})"
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def handle(
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        self.requests += 1
         request = await _read_request(scope, receive)
         if not request.complete:
             # Nobody is left to answer, and half a body is never stored.
