@@ -5,7 +5,15 @@ extension points (also in :mod:`cloudkit_trio.spi`) and the context that runs th
 """
 
 from ._config import CloudConfig
-from ._context import Cloud, CloudContext, CloudContextBuilder, CloudSnapshot, CloudStatistics
+from ._context import (
+    Cloud,
+    CloudContext,
+    CloudContextBuilder,
+    CloudSnapshot,
+    CloudStatistics,
+    ContextState,
+    SubmissionChannel,
+)
 from ._credentials import Credentials
 from ._errors import (
     AlreadyExists,
@@ -89,6 +97,7 @@ __all__ = [
     "ConnectError",
     "ConnectionReset",
     "ContextClosed",
+    "ContextState",
     "Credentials",
     "DNSError",
     "DO_NOT_RETRY",
@@ -134,6 +143,7 @@ __all__ = [
     "StreamingResponse",
     "StructuredLogger",
     "Submission",
+    "SubmissionChannel",
     "TLSError",
     "TokenRefreshFailed",
     "ValidationError",

@@ -9,22 +9,22 @@ from typing import TYPE_CHECKING, Final, final
 import attrs
 import httpx
 import trio
-import trio.lowlevel
 
 from ._config import CloudConfig
-from ._errors import ConfigError, ContextClosed, Overloaded
+from ._errors import ConfigError
 from ._operation import Operation, Response, endpoint_of
 from ._provider import ProviderType
 from ._submission import Reply, Submission
-from .actors import ChildSpec, Supervisor, SupervisorEvent, SupervisorHandle, SupervisorSnapshot
-from .actors import EventKind as SupervisorEventKind
-from .runtime._aggregator import AggregatorStatistics, MetricsAggregator
+from ._validation import check_seconds
+from .actors import SupervisorHandle, SupervisorSnapshot
+from .runtime._aggregator import AggregatorStatistics
+from .runtime._assembly import Runtime, RuntimeSettings
 from .runtime._breaker import BreakerSnapshot
-from .runtime._credentials import CredentialRefresher, CredentialsSnapshot
-from .runtime._events import Gauge, RuntimeEvents, RuntimeMetric
-from .runtime._registry import BreakerRegistry
-from .runtime._router import Router, RouterStatistics
-from .runtime._runner import OperationRunner, RunnerStatistics
+from .runtime._credentials import CredentialsSnapshot
+from .runtime._lifecycle import ContextState
+from .runtime._queue import SubmissionChannel
+from .runtime._router import RouterStatistics
+from .runtime._runner import RunnerStatistics
 from .spi import (
     AuthProvider,
     CircuitBreaker,
@@ -36,7 +36,6 @@ from .spi import (
     RetryPolicy,
     StdlibLogger,
 )
-from .transport._h11_transport import PooledTransport
 from .transport._signing import NoAuthSigner, RequestSigner
 
 if TYPE_CHECKING:
@@ -45,27 +44,18 @@ if TYPE_CHECKING:
 
     from ._streaming import StreamingResponse
 
-__all__ = ["Cloud", "CloudContext", "CloudContextBuilder", "CloudSnapshot", "CloudStatistics"]
+__all__ = [
+    "Cloud",
+    "CloudContext",
+    "CloudContextBuilder",
+    "CloudSnapshot",
+    "CloudStatistics",
+    "ContextState",
+    "SubmissionChannel",
+]
 
 _DEFAULT_FLUSH_INTERVAL: Final = 0.1
 _NOT_SET: Final = object()
-
-
-@attrs.frozen(kw_only=True)
-class _Settings:
-    provider: ProviderType
-    config: CloudConfig
-    auth_provider: AuthProvider
-    retry_policy: RetryPolicy
-    breaker: CircuitBreaker | None
-    collectors: tuple[MetricsCollector, ...]
-    logger: Logger
-    transport: httpx.AsyncBaseTransport | None
-    plain_httpx: bool
-    signer: RequestSigner
-    advisory_window: float
-    mandatory_window: float
-    metrics_flush_interval: float
 
 
 def _check_instance(name: str, value: object, kind: type) -> None:
@@ -162,17 +152,8 @@ class CloudContextBuilder:
 
     def credential_refresh(self, *, advisory: float, mandatory: float) -> CloudContextBuilder:
         """Seconds before expiry to refresh in the background, and to make callers wait."""
-        for name, value in (("advisory", advisory), ("mandatory", mandatory)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and value >= 0)
-            ):
-                raise ConfigError(
-                    f"credential_refresh {name} must be seconds >= 0, got {value!r}",
-                    field=name,
-                    value=value,
-                )
+        advisory = check_seconds("advisory", advisory, allow_zero=True)
+        mandatory = check_seconds("mandatory", mandatory, allow_zero=True)
         if mandatory > advisory:
             raise ConfigError(
                 f"credential_refresh mandatory ({mandatory!r}) must not exceed advisory "
@@ -180,22 +161,12 @@ class CloudContextBuilder:
                 field="mandatory",
                 value=mandatory,
             )
-        self._windows = (float(advisory), float(mandatory))
+        self._windows = (advisory, mandatory)
         return self
 
     def metrics_flush_interval(self, seconds: float) -> CloudContextBuilder:
         """How often the metrics aggregator forwards to collectors (default 0.1 s)."""
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not (math.isfinite(seconds) and seconds > 0)
-        ):
-            raise ConfigError(
-                f"metrics_flush_interval must be seconds > 0, got {seconds!r}",
-                field="metrics_flush_interval",
-                value=seconds,
-            )
-        self._flush_interval = float(seconds)
+        self._flush_interval = check_seconds("metrics_flush_interval", seconds)
         return self
 
     def build(self) -> CloudContext:
@@ -212,7 +183,7 @@ class CloudContextBuilder:
             breaker = self._breaker
         if policy is None:
             policy = ExponentialBackoff(max_attempts=config.max_retries + 1)
-        settings = _Settings(
+        settings = RuntimeSettings(
             provider=self._provider,
             config=config,
             auth_provider=self._auth if self._auth is not None else EnvAuthProvider(),
@@ -245,13 +216,13 @@ class CloudContext:
         raise TypeError("use CloudContext.builder(provider)...build()")
 
     @classmethod
-    def _create(cls, settings: _Settings) -> CloudContext:
+    def _create(cls, settings: RuntimeSettings) -> CloudContext:
         self = object.__new__(cls)
         self._settings = settings
         self._running = None
         return self
 
-    _settings: _Settings
+    _settings: RuntimeSettings
     _running: AbstractAsyncContextManager[Cloud] | None
 
     @staticmethod
@@ -283,28 +254,14 @@ class CloudContext:
         Cancelling the nursery stops the runtime at once: operations still running or
         queued get :class:`ContextClosed`.
         """
-        runtime = _Runtime(self._settings)
-        try:
-            async with trio.open_nursery() as nursery:
-                handle = await nursery.start(runtime.supervisor.run)
-                cloud = Cloud._create(runtime, handle)
-                task_status.started(cloud)
-                try:
-                    await runtime.stopped.wait()
-                finally:
-                    if not runtime.stopped.is_set():
-                        # Cancelled from outside: stop hard, but still answer everyone.
-                        runtime.runner.cancel_all()
-                        with trio.CancelScope(shield=True):
-                            await runtime.router.refuse_queued()
-                        nursery.cancel_scope.cancel()
-        finally:
-            runtime.close_queue()
-            if runtime.owns_transport:
-                # Also on the cancelled path, which skips Cloud.aclose(): pooled connections
-                # must not be left to the garbage collector. Closing twice is harmless.
-                with trio.move_on_after(1.0, shield=True):
-                    await runtime.transport.aclose()
+        runtime = Runtime(self._settings)
+
+        async def serve_runtime(*, task_status: trio.TaskStatus[Runtime]) -> None:
+            await runtime.serve(task_status=task_status)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_runtime)
+            task_status.started(Cloud._create(runtime))
 
     async def __aenter__(self) -> Cloud:
         if self._running is not None:
@@ -334,7 +291,6 @@ class CloudContext:
             try:
                 yield cloud
             except BaseException:
-                cloud._runtime.runner.cancel_all()
                 nursery.cancel_scope.cancel()
                 raise
             else:
@@ -364,115 +320,10 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return found
 
 
-class _Runtime:
-    """Everything one run of a context owns."""
-
-    def __init__(self, settings: _Settings) -> None:
-        config = settings.config
-        self.settings = settings
-        self.logger = settings.logger
-        self.submit_send, self.submit_receive = trio.open_memory_channel[Submission](
-            config.queue_size
-        )
-        self.aggregator = MetricsAggregator(
-            settings.collectors,
-            settings.logger,
-            capacity=config.metrics_queue_size,
-            flush_interval=settings.metrics_flush_interval,
-        )
-        self.events = RuntimeEvents(settings.provider, settings.logger, self.aggregator.emit)
-        self.refresher = CredentialRefresher(
-            settings.auth_provider,
-            self.events,
-            advisory_window=settings.advisory_window,
-            mandatory_window=settings.mandatory_window,
-        )
-        self.breakers = BreakerRegistry(settings.breaker, self.events, settings.logger)
-        self.owns_transport = settings.transport is None
-        transport: httpx.AsyncBaseTransport
-        if settings.transport is not None:
-            transport = settings.transport
-        elif settings.plain_httpx:
-            transport = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=config.max_concurrency,
-                    max_keepalive_connections=config.max_concurrency,
-                )
-            )
-        else:
-            transport = PooledTransport(
-                max_connections_per_endpoint=config.max_concurrency_per_endpoint
-            )
-        self.transport = transport
-        self.runner = OperationRunner(
-            provider=settings.provider,
-            config=config,
-            transport=transport,
-            signer=settings.signer,
-            policy=settings.retry_policy,
-            refresher=self.refresher,
-            breakers=self.breakers,
-            events=self.events,
-            max_concurrency=config.max_concurrency,
-            max_per_endpoint=config.max_concurrency_per_endpoint,
-        )
-        self.router = Router(
-            self.submit_receive, self.runner, settings.logger, workers=config.max_concurrency
-        )
-        self.aggregator.add_sampler(self._sample)
-        self.supervisor = Supervisor(
-            [
-                ChildSpec("metrics-aggregator", self.aggregator.run, shutdown=10.0),
-                ChildSpec("credential-refresher", self.refresher.run, shutdown=1.0),
-                ChildSpec("breakers", self.breakers.supervisor.run),
-                ChildSpec("router", self.router.run, shutdown=config.shutdown_grace),
-            ],
-            max_restarts=3,
-            within=5.0,
-            logger=settings.logger,
-            name="cloudkit",
-            on_event=self._supervisor_event,
-        )
-        self.stopped = trio.Event()
-        self.closing = False
-
-    def _supervisor_event(self, event: SupervisorEvent) -> None:
-        if event.kind is SupervisorEventKind.CHILD_RESTARTING and event.child_id is not None:
-            self.events.supervisor_restart(event.child_id)
-
-    def _sample(self) -> list[Gauge]:
-        gauges = [
-            Gauge(RuntimeMetric.QUEUE_DEPTH, self.submit_send.statistics().current_buffer_used, {}),
-            Gauge(RuntimeMetric.INFLIGHT, self.runner.inflight, {}),
-        ]
-        age = self.refresher.age()
-        if age is not None:
-            gauges.append(
-                Gauge(RuntimeMetric.CREDENTIAL_AGE, age, {"provider": str(self.settings.provider)})
-            )
-        # Sampled rather than derived from transitions alone, so a breaker that never left
-        # CLOSED is visible too; bounded by CircuitBreaker.max_endpoints.
-        gauges.extend(
-            Gauge(RuntimeMetric.BREAKER_STATE, 1.0, {"endpoint": endpoint, "state": str(state)})
-            for endpoint, state in self.breakers.states()
-        )
-        return gauges
-
-    def close_queue(self) -> None:
-        self.submit_receive.close()
-        self.submit_send.close()
-
-
-def _deadline(timeout: float) -> float:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not (math.isfinite(timeout) and timeout > 0)
-    ):
-        raise ConfigError(
-            f"timeout must be seconds > 0 or None, got {timeout!r}", field="timeout", value=timeout
-        )
-    return trio.current_time() + timeout
+def _deadline(timeout: float | None) -> float:
+    if timeout is None:
+        return math.inf
+    return trio.current_time() + check_seconds("timeout", timeout)
 
 
 @attrs.frozen
@@ -502,6 +353,8 @@ class CloudSnapshot:
 
     at: float
     provider: str
+    #: The lifecycle's state; ``closing`` is true from CLOSING on.
+    state: ContextState
     closing: bool
     tree: SupervisorSnapshot
     breakers: tuple[BreakerSnapshot, ...]
@@ -512,6 +365,10 @@ class CloudSnapshot:
     max_concurrency: int
     metrics_queued: int
     metrics_dropped: int
+    #: Operations cut short by their deadline, per wait that ran out (``waiting_for``).
+    deadlines_expired: dict[str, int] = attrs.field(factory=dict)
+    #: Failures of user code behind each extension point, contained by the runtime.
+    spi_failures: dict[str, int] = attrs.field(factory=dict)
 
 
 @final
@@ -529,16 +386,12 @@ class Cloud:
         )
 
     @classmethod
-    def _create(cls, runtime: _Runtime, supervisor: SupervisorHandle) -> Cloud:
+    def _create(cls, runtime: Runtime) -> Cloud:
         self = object.__new__(cls)
         self._runtime = runtime
-        self._supervisor = supervisor
-        self._closed = trio.Event()
         return self
 
-    _runtime: _Runtime
-    _supervisor: SupervisorHandle
-    _closed: trio.Event
+    _runtime: Runtime
 
     @property
     def provider(self) -> ProviderType:
@@ -551,7 +404,12 @@ class Cloud:
     @property
     def supervisor(self) -> SupervisorHandle:
         """The runtime's supervisor: ``start_child`` your own workers into the same tree."""
-        return self._supervisor
+        return self._runtime.handle
+
+    @property
+    def state(self) -> ContextState:
+        """Where the context stands: running, closing or closed (see :class:`ContextState`)."""
+        return self._runtime.lifecycle.state
 
     # The timeout keyword is the public contract (DESIGN.md §4.1); it becomes a deadline.
     async def execute(self, operation: Operation, *, timeout: float | None = None) -> Response:  # noqa: ASYNC109
@@ -562,11 +420,15 @@ class Cloud:
         """
         if not isinstance(operation, Operation):
             raise TypeError(f"execute() takes an Operation, got {type(operation).__name__}")
-        runner = self._runtime.runner
-        runner.check_open(operation)
-        if timeout is None:
-            return await runner.run(operation)
-        return await runner.run(operation, _deadline(timeout))
+        runtime = self._runtime
+        runtime.lifecycle.check_open(
+            "the operation was not started", service=operation.service, operation=operation.name
+        )
+        return await runtime.runner.run(
+            operation,
+            deadline=_deadline(timeout),
+            plan_deadline=trio.current_effective_deadline(),
+        )
 
     @asynccontextmanager
     async def stream(
@@ -586,37 +448,33 @@ class Cloud:
         """
         if not isinstance(operation, Operation):
             raise TypeError(f"stream() takes an Operation, got {type(operation).__name__}")
-        runner = self._runtime.runner
-        runner.check_open(operation)
-        deadline = math.inf if timeout is None else _deadline(timeout)
-        async with runner.stream(operation, deadline) as response:
+        runtime = self._runtime
+        runtime.lifecycle.check_open(
+            "the operation was not started", service=operation.service, operation=operation.name
+        )
+        async with runtime.runner.stream(
+            operation,
+            deadline=_deadline(timeout),
+            plan_deadline=trio.current_effective_deadline(),
+        ) as response:
             yield response
 
-    def submit_channel(self) -> trio.MemorySendChannel[Submission]:
-        """A clone of the runtime's submission channel; close it when you are done.
+    def submit_channel(self) -> SubmissionChannel:
+        """A new send channel on the runtime's submission queue; close it when you are done.
 
         ``await channel.send(Submission(op, reply_to))`` waits while the queue is full.
-        Every accepted submission gets exactly one :class:`Reply` on ``reply_to``.
+        Every accepted submission gets exactly one :class:`Reply` on ``reply_to``; its
+        ``Operation.timeout`` counts from acceptance, time in the queue included. Once the
+        context is closing, ``submit_channel()`` and the channel's ``send`` raise
+        :class:`ContextClosed`.
         """
-        if self._runtime.closing:
-            raise ContextClosed("the cloud context is shutting down")
-        return self._runtime.submit_send.clone()
+        return self._runtime.queue.channel()
 
     def submit_nowait(self, submission: Submission) -> None:
         """Queue ``submission`` without waiting; raise :class:`Overloaded` if the queue is full."""
         if not isinstance(submission, Submission):
             raise TypeError(f"submit_nowait() takes a Submission, got {type(submission).__name__}")
-        if self._runtime.closing:
-            raise ContextClosed("the cloud context is shutting down; submission refused")
-        try:
-            self._runtime.submit_send.send_nowait(submission)
-        except trio.WouldBlock:
-            raise Overloaded(
-                f"the submission queue is full ({self.config.queue_size} waiting); "
-                "slow down or raise CloudConfig.queue_size",
-                service=submission.operation.service,
-                operation=submission.operation.name,
-            ) from None
+        self._runtime.queue.put_nowait(submission)
 
     async def submit(
         self, operation: Operation, *, correlation_id: Hashable | None = None
@@ -630,7 +488,7 @@ class Cloud:
     def statistics(self) -> CloudStatistics:
         runtime = self._runtime
         return CloudStatistics(
-            queued=runtime.submit_send.statistics().current_buffer_used,
+            queued=runtime.queue.depth,
             queue_capacity=self.config.queue_size,
             runner=runtime.runner.statistics(),
             router=runtime.router.statistics(),
@@ -643,19 +501,23 @@ class Cloud:
         """A frozen record of the whole runtime (see :class:`CloudSnapshot`)."""
         runtime = self._runtime
         metrics = runtime.aggregator.statistics()
+        state = runtime.lifecycle.state
         return CloudSnapshot(
             at=trio.current_time(),
             provider=str(self.provider),
-            closing=runtime.closing,
-            tree=self._supervisor.snapshot(),
+            state=state,
+            closing=state is not ContextState.RUNNING,
+            tree=runtime.handle.snapshot(),
             breakers=runtime.breakers.snapshots(),
             credentials=runtime.refresher.snapshot(str(self.provider)),
-            queued=runtime.submit_send.statistics().current_buffer_used,
+            queued=runtime.queue.depth,
             queue_capacity=self.config.queue_size,
             inflight=runtime.runner.inflight,
             max_concurrency=self.config.max_concurrency,
             metrics_queued=metrics.queued,
             metrics_dropped=metrics.dropped,
+            deadlines_expired=dict(runtime.runner.deadlines_expired),
+            spi_failures=dict(runtime.containment.failures()),
         )
 
     # -- breakers ----------------------------------------------------------------------------
@@ -685,37 +547,10 @@ class Cloud:
     async def aclose(self) -> None:
         """Graceful shutdown (DESIGN.md §6.3).
 
-        Stop accepting; let running and queued operations finish for up to
-        ``CloudConfig.shutdown_grace`` seconds; cancel what is left, which gets
-        :class:`ContextClosed`; stop the supervision tree in reverse start order; drain the
-        metrics. Idempotent.
+        Stop accepting (every entry point answers :class:`ContextClosed` from now on); let
+        running and queued operations finish for up to ``CloudConfig.shutdown_grace``
+        seconds; cancel what is left, which gets :class:`ContextClosed`; stop the
+        supervision tree in reverse start order; drain the metrics. Idempotent; a second
+        caller waits until the first one's shutdown is over.
         """
-        runtime = self._runtime
-        if runtime.closing:
-            await self._closed.wait()
-            return
-        runtime.closing = True
-        try:
-            runner, router = runtime.runner, runtime.router
-            runner.begin_closing()
-            # Drain: whatever is queued or running may finish within the grace period.
-            with trio.move_on_after(self.config.shutdown_grace):
-                while True:
-                    await runner.wait_idle()
-                    # Let workers that were just handed a submission start it.
-                    await trio.lowlevel.checkpoint()
-                    await trio.lowlevel.checkpoint()
-                    queued = runtime.submit_send.statistics().current_buffer_used
-                    if runner.inflight == 0 and queued == 0:
-                        break
-                    if runner.inflight == 0:
-                        await trio.lowlevel.checkpoint()
-            runner.cancel_all()
-            await self._supervisor.stop()
-            await router.refuse_queued()
-            if runtime.owns_transport:
-                with trio.move_on_after(1.0, shield=True):
-                    await runtime.transport.aclose()
-        finally:
-            runtime.stopped.set()
-            self._closed.set()
+        await self._runtime.aclose()

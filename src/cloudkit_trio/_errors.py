@@ -350,7 +350,11 @@ class ServiceUnavailable(_RetryAfterError):
 class OperationTimeout(CloudError):
     """An attempt or the whole operation ran out of time.
 
-    ``timeout`` is the budget that was exceeded, in seconds, when known.
+    ``timeout`` is the budget that was exceeded, in seconds, when known. ``waiting_for``
+    says which wait the operation's deadline ran out in, when the runtime cut it short:
+    ``"queue"``, ``"capacity"`` (the concurrency limit or the endpoint's bulkhead),
+    ``"credentials"``, ``"attempt"`` (sending or reading a response), ``"backoff"`` or
+    ``"body"`` (reading a streamed body); None for a single attempt's own timeout.
 
     .. versionadded:: 0.1.0
     """
@@ -363,14 +367,19 @@ class OperationTimeout(CloudError):
         *,
         timeout: float | None = None,
         request_sent: bool = True,
+        waiting_for: str | None = None,
         **context: Unpack[ErrorContext],
     ) -> None:
         super().__init__(message, **context)
         self.timeout = timeout
         self.request_sent = request_sent
+        self.waiting_for = waiting_for
 
     def _details(self) -> list[str]:
-        return [] if self.timeout is None else [f"timeout={self.timeout:g}s"]
+        details = [] if self.timeout is None else [f"timeout={self.timeout:g}s"]
+        if self.waiting_for is not None:
+            details.append(f"waiting_for={self.waiting_for}")
+        return details
 
 
 class ProviderError(CloudError):

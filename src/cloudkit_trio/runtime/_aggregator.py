@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from ..spi import Logger, MetricsCollector, OperationMetrics
+from ..spi import MetricsCollector, OperationMetrics
+from ._containment import Containment, Spi
 from ._events import Counter, Gauge, Histogram, MetricEvent, RuntimeMetric
 
 if TYPE_CHECKING:
@@ -41,20 +42,23 @@ class MetricsAggregator:
     an operation never pays for a task switch to report itself (and an idle context never
     wakes it at all); each flush also samples the gauges (queue depth, in-flight
     operations, ...) from ``samplers``. On shutdown it drains what is left. A collector
-    that raises is logged and counted, and the others
-    still get the event.
+    that raises is contained (counted under ``metrics_collector``) and the others still
+    get the event; each flush also forwards the new failures of every SPI as the
+    ``spi_failures`` counter, from here rather than from where they happen, so a
+    failing collector cannot recurse into itself.
     """
 
     def __init__(
         self,
         collectors: Sequence[MetricsCollector],
-        logger: Logger,
+        containment: Containment,
         *,
         capacity: int,
         flush_interval: float,
     ) -> None:
         self._collectors = tuple(collectors)
-        self._logger = logger
+        self._containment = containment
+        self._reported_spi_failures: dict[str, int] = {}
         self._capacity = capacity
         self._flush_interval = flush_interval
         self._send, self._receive = trio.open_memory_channel[MetricEvent](capacity)
@@ -114,12 +118,20 @@ class MetricsAggregator:
             newly = self.dropped - self._reported_dropped
             self._reported_dropped = self.dropped
             await self._forward(Counter(RuntimeMetric.METRICS_DROPPED, float(newly), {}))
+        await self._forward_spi_failures()
         while True:
             try:
                 event = self._receive.receive_nowait()
             except trio.WouldBlock:
                 return
             await self._forward(event)
+
+    async def _forward_spi_failures(self) -> None:
+        for spi, count in self._containment.failures().items():
+            newly = count - self._reported_spi_failures.get(spi, 0)
+            if newly > 0:
+                self._reported_spi_failures[spi] = count
+                await self._forward(Counter(RuntimeMetric.SPI_FAILURES, float(newly), {"spi": spi}))
 
     async def _forward(self, event: MetricEvent) -> None:
         for collector in self._collectors:
@@ -135,9 +147,15 @@ class MetricsAggregator:
                     await collector.record_histogram(event.name, event.value, event.tags)
             except Exception as exc:  # a broken collector must not lose metrics for the others
                 self.collector_errors += 1
-                self._logger.error(
-                    "metrics collector failed",
-                    collector=type(collector).__name__,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+                self._containment.failed(Spi.METRICS_COLLECTOR, _method(event), exc)
         self.forwarded += 1
+
+
+def _method(event: MetricEvent) -> str:
+    if isinstance(event, OperationMetrics):
+        return "record"
+    if isinstance(event, Counter):
+        return "increment_counter"
+    if isinstance(event, Gauge):
+        return "record_gauge"
+    return "record_histogram"

@@ -48,6 +48,9 @@ class RuntimeMetric(enum.StrEnum):
     INFLIGHT = "inflight_operations"
     #: Counter of metric events dropped because the aggregator's queue was full.
     METRICS_DROPPED = "metrics_dropped"
+    #: Counter of failures of user code behind an extension point; tags spi
+    #: (auth_provider, retry_policy, metrics_collector, logger, signer, hook).
+    SPI_FAILURES = "spi_failures"
 
 
 @attrs.frozen

@@ -1,8 +1,7 @@
-"""The router: admits submissions from the channel and runs each one to exactly one reply."""
+"""The router: takes submissions off the queue and runs each one to exactly one reply."""
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -12,7 +11,8 @@ from .._errors import CloudError, ContextClosed, InternalError
 from .._submission import Reply, Submission
 
 if TYPE_CHECKING:
-    from ..spi import Logger
+    from ._lifecycle import Lifecycle
+    from ._queue import Queued, SubmissionQueue
     from ._runner import OperationRunner
 
 __all__ = ["Router", "RouterStatistics"]
@@ -26,8 +26,9 @@ class RouterStatistics:
     """What the router has done since the context started.
 
     ``replied`` counts replies delivered; ``undeliverable`` counts replies whose channel
-    was closed (or stayed full through shutdown): together they equal the submissions the
-    router took from the queue.
+    was closed (or stayed full through shutdown): together they equal the submissions
+    taken from the queue, ``refused_while_closing`` (answered ``ContextClosed`` without
+    running) included.
 
     .. versionadded:: 0.1.0
     """
@@ -40,30 +41,28 @@ class RouterStatistics:
 
 
 class Router:
-    """Takes submissions off the bounded queue with a pool of workers.
+    """A pool of workers on the submission queue.
 
-    The pool's size is the concurrency cap for channel submissions; the runner's own
-    limiter caps ``execute`` and channel work together. A worker that is cancelled in the
-    middle of an operation (the router crashed and is being restarted, or the context is
-    stopping) still replies, with :class:`ContextClosed` or :class:`InternalError`.
-    Submissions still queued survive a router restart: the queue belongs to the context.
+    The pool's size caps channel submissions; the runner's admission caps ``execute`` and
+    channel work together. The workers end when the queue is closed (shutdown closes it
+    and answers what was left in it, :meth:`refuse`); the router then waits to be stopped.
+    A worker cancelled in the middle of an operation still replies: ``ContextClosed``
+    when the context is closing, :class:`InternalError` when the router itself is being
+    restarted. Queued submissions survive a router restart: the queue is the context's.
     """
 
     def __init__(
         self,
-        receive: trio.MemoryReceiveChannel[Submission],
+        queue: SubmissionQueue,
         runner: OperationRunner,
-        logger: Logger,
+        lifecycle: Lifecycle,
         *,
         workers: int,
     ) -> None:
-        self._receive = receive
+        self._queue = queue
         self._runner = runner
-        self._logger = logger
+        self._lifecycle = lifecycle
         self._workers = workers
-        # Each worker's scope, and whether the worker is waiting for a submission.
-        self._idle: dict[trio.CancelScope, bool] = {}
-        self._stopping = False
         self.received = 0
         self.replied = 0
         self.undeliverable = 0
@@ -78,49 +77,36 @@ class Router:
             workers=self._workers,
         )
 
-    def request_stop(self) -> None:
-        """Graceful stop: workers finish their operation, refuse the queue, and return."""
-        self._stopping = True
-        for scope, idle in list(self._idle.items()):
-            if idle:
-                scope.cancel()  # busy workers see _stopping once their operation is done
-
     async def run(self, *, task_status: trio.TaskStatus[Router] = trio.TASK_STATUS_IGNORED) -> None:
-        """The router actor: a nursery of workers."""
-        self._stopping = False
+        """The router actor: a nursery of workers, then idle until stopped."""
         async with trio.open_nursery() as nursery:
             for _ in range(self._workers):
                 nursery.start_soon(self._worker)
             task_status.started(self)
+        # The queue is closed: nothing is left to route. Returning would read as a
+        # permanent child's exit and be restarted, so wait for the supervisor instead.
+        await trio.sleep_forever()
 
     async def _worker(self) -> None:
-        # One scope for the worker's life, cancelled by request_stop only while it waits:
-        # cheaper than a scope per receive. A submission handed over just as the scope is
-        # cancelled is still served (and answered), never lost.
-        scope = trio.CancelScope()
-        self._idle[scope] = True
-        try:
-            with scope:
-                while not self._stopping:
-                    self._idle[scope] = True
-                    submission = await self._receive.receive()
-                    self._idle[scope] = False
-                    self.received += 1
-                    await self._serve(submission)
-        finally:
-            del self._idle[scope]
-        await self.refuse_queued()
+        while True:
+            queued = await self._queue.receive()
+            if queued is None:
+                return
+            self.received += 1
+            await self._serve(queued)
 
-    async def _serve(self, submission: Submission) -> None:
+    async def _serve(self, queued: Queued) -> None:
+        submission = queued.submission
         operation = submission.operation
+        accepted_at = queued.accepted_at
         try:
-            response = await self._runner.run(operation)
+            response = await self._runner.run(operation, accepted_at=accepted_at)
         except CloudError as error:
             reply = Reply(submission.correlation_id, error=error)
         except trio.Cancelled:
             abandoned: CloudError = (
                 _closed()
-                if self._runner.closing
+                if not self._lifecycle.accepting
                 else InternalError(
                     "the operation was abandoned because the router was restarted; "
                     "it may or may not have reached the endpoint",
@@ -128,37 +114,20 @@ class Router:
                     operation=operation.name,
                 )
             )
-            await self._deliver(submission, Reply(submission.correlation_id, error=abandoned))
+            await self._deliver_bounded(submission, Reply(submission.correlation_id, error=abandoned))
             raise
-        except Exception as exc:  # a bug must cost one reply, not the whole router
-            self._logger.error(
-                "operation failed unexpectedly",
-                service=operation.service,
-                operation=operation.name,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            reply = Reply(
-                submission.correlation_id,
-                error=InternalError(
-                    f"unexpected {type(exc).__name__} while running the operation",
-                    service=operation.service,
-                    operation=operation.name,
-                ),
-            )
         else:
             reply = Reply(submission.correlation_id, response=response)
         await self._deliver(submission, reply)
 
-    async def refuse_queued(self) -> None:
-        """Reply :class:`ContextClosed` to every submission still queued."""
-        while True:
-            try:
-                submission = self._receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
+    async def refuse(self, taken: list[Queued]) -> None:
+        """Answer :class:`ContextClosed` to submissions shutdown took from the queue."""
+        for queued in taken:
+            submission = queued.submission
             self.received += 1
             self.refused += 1
-            await self._deliver(submission, Reply(submission.correlation_id, error=_closed()))
+            self._runner.report_refused(submission.operation, queued.accepted_at)
+            await self._deliver_bounded(submission, Reply(submission.correlation_id, error=_closed()))
 
     async def _deliver(self, submission: Submission, reply: Reply) -> None:
         """Send the one reply; count it as undeliverable if the caller is gone."""
@@ -173,27 +142,25 @@ class Router:
         else:
             self.replied += 1
             return
-        cancelled = trio.current_effective_deadline() == -math.inf
-        if not (cancelled or self._stopping or self._runner.closing):
-            try:
-                delivered = await _send(channel, reply)
-            except trio.Cancelled:
-                await self._deliver_bounded(channel, reply)
-                raise
-        else:
-            await self._deliver_bounded(channel, reply)
+        if not self._lifecycle.accepting:
+            await self._deliver_bounded(submission, reply)
             return
-        if delivered:
-            self.replied += 1
-        else:
-            self.undeliverable += 1
+        try:
+            delivered = await _send(channel, reply)
+        except trio.Cancelled:
+            await self._deliver_bounded(submission, reply)
+            raise
+        self._count(delivered)
 
-    async def _deliver_bounded(self, channel: trio.MemorySendChannel[Reply], reply: Reply) -> None:
+    async def _deliver_bounded(self, submission: Submission, reply: Reply) -> None:
         # Shielded so the reply goes out even while this worker is being cancelled, and
         # bounded so a caller who stopped reading cannot hang shutdown.
         delivered = False
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _REPLY_GRACE):
-            delivered = await _send(channel, reply)
+            delivered = await _send(submission.reply_to, reply)
+        self._count(delivered)
+
+    def _count(self, delivered: bool) -> None:
         if delivered:
             self.replied += 1
         else:

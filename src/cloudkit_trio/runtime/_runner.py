@@ -1,15 +1,17 @@
-"""The per-operation pipeline: credentials, permit, send, classify, retry, report.
+"""The retry loop that ``execute``, ``stream`` and channel submissions share.
 
-This is the hot path. It runs on the caller's task for ``execute`` and on a router worker
-for channel submissions; either way it reads fresh state (credentials, a closed breaker)
-without a message round trip, and it reports to the metrics aggregator without blocking.
+An operation departs (a :class:`~._flight.Flight` is made and counted), runs inside one
+cancel scope that the lifecycle owns and its deadline bounds — admission, credentials,
+every attempt and every backoff lie inside it —, and lands exactly once, which is where
+it is reported. It runs on the caller's task for ``execute`` and ``stream`` and on a
+router worker for submissions; either way it reads fresh state (credentials, a closed
+breaker) without a message round trip and reports without blocking.
 """
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -23,38 +25,36 @@ from .._errors import (
     CloudError,
     ContextClosed,
     ExpiredCredentials,
+    InternalError,
     OperationTimeout,
 )
-from .._operation import Operation, Response, endpoint_of
+from .._operation import Operation, Response
 from .._streaming import StreamingResponse
-from ..spi import DO_NOT_RETRY, OperationMetrics, OperationOutcome, RetryPolicy
-from ..transport._classify import error_from_exception, error_from_response
-from ._breaker import Outcome, Permit
+from ..spi import DO_NOT_RETRY, OperationMetrics, OperationOutcome, Retry, RetryPolicy
+from ..transport._classify import error_from_exception
+from ._containment import Spi
+from ._flight import Flight, Wait
 
 if TYPE_CHECKING:
-    from .._config import CloudConfig
     from .._credentials import Credentials
     from .._provider import ProviderType
-    from ..transport._signing import RequestSigner
+    from ._admission import Admission
+    from ._attempt import Attempts
+    from ._containment import Containment
     from ._credentials import CredentialRefresher
     from ._events import RuntimeEvents
-    from ._registry import BreakerRegistry
+    from ._lifecycle import Lifecycle
+    from ._targets import Targets
 
 __all__ = ["OperationRunner", "RunnerStatistics"]
 
-# Bulkheads of endpoints nobody uses are dropped once more than this many exist.
-_MAX_IDLE_BULKHEADS: Final = 1024
-# Headers that frame a request body; a caller who sets one is taken at their word.
-_FRAMING: Final = frozenset({"content-length", "transfer-encoding"})
-# httpx (and curl) send Content-Length: 0 for these methods even without a body.
-_EMPTY_BODY_NEEDS_LENGTH: Final = frozenset({"POST", "PUT", "PATCH"})
-# A body with this header must go through httpx's decoders.
-_ENCODED: Final = "content-encoding"
+# How long closing a streamed body may take once the caller's block is done.
+_BODY_CLOSE_BUDGET: Final = 1.0
 
 
 @attrs.frozen
 class RunnerStatistics:
-    """Operations the pipeline is running.
+    """Operations the pipeline is running, and the deadlines that ran out, per wait.
 
     .. versionadded:: 0.1.0
     """
@@ -62,169 +62,88 @@ class RunnerStatistics:
     inflight: int
     max_concurrency: int
     endpoints_with_bulkheads: int
-
-
-class _Target:
-    """A parsed operation URL, kept for the next operation to the same URL."""
-
-    __slots__ = ("endpoint", "host", "url")
-
-    def __init__(self, endpoint: str, url: httpx.URL, host: str) -> None:
-        self.endpoint = endpoint
-        self.url = url
-        #: The Host header's value.
-        self.host = host
-
-
-class _Flight:
-    """One operation between admission and its end; also the token its slots are held by."""
-
-    __slots__ = ("bulkhead", "deadline", "endpoint", "request", "start", "url")
-
-    def __init__(
-        self,
-        start: float,
-        deadline: float,
-        url: str,
-        endpoint: str,
-        request: httpx.Request,
-        bulkhead: trio.CapacityLimiter,
-    ) -> None:
-        self.start = start
-        self.deadline = deadline
-        self.url = url
-        self.endpoint = endpoint
-        self.request = request
-        self.bulkhead = bulkhead
-
-
-class _Closing:
-    """Why an operation's scope was cancelled by the runtime."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
+    deadlines_expired: dict[str, int] = attrs.field(factory=dict)
 
 
 class OperationRunner:
-    """Runs operations to completion: every attempt, every retry, one result."""
+    """Runs operations to completion: every attempt, every retry, one result, one report."""
 
     def __init__(
         self,
         *,
         provider: ProviderType,
-        config: CloudConfig,
-        transport: httpx.AsyncBaseTransport,
-        signer: RequestSigner,
+        lifecycle: Lifecycle,
+        targets: Targets,
+        admission: Admission,
+        attempts: Attempts,
         policy: RetryPolicy,
         refresher: CredentialRefresher,
-        breakers: BreakerRegistry,
+        needs_credentials: bool,
         events: RuntimeEvents,
-        max_concurrency: int,
-        max_per_endpoint: int,
+        containment: Containment,
     ) -> None:
         self._provider = provider
         self._provider_name = str(provider)
-        self._config = config
-        self._transport = transport
-        self._signer = signer
-        self._needs_credentials = signer.needs_credentials
+        self._lifecycle = lifecycle
+        self._targets = targets
+        self._admission = admission
+        self._attempts = attempts
         self._policy = policy
         self._refresher = refresher
-        self._breakers = breakers
+        self._needs_credentials = needs_credentials
         self._events = events
-        self._limiter = trio.CapacityLimiter(max_concurrency)
-        self._max_concurrency = max_concurrency
-        self._max_per_endpoint = max_per_endpoint
-        self._bulkheads: OrderedDict[str, trio.CapacityLimiter] = OrderedDict()
-        self._urls: dict[str, _Target] = {}
-        self._attempt_timeout = config.timeout
-        self._timeouts = {
-            "connect": config.connect_timeout,
-            "read": config.timeout,
-            "write": config.timeout,
-            "pool": config.timeout,
-        }
-        self._scopes: set[trio.CancelScope] = set()
-        self._closing = _Closing()
-        self._cancelled = False
+        self._containment = containment
+        self.deadlines_expired = dict.fromkeys(Wait.ALL, 0)
         self.inflight = 0
         self._idle = trio.Event()
         self._idle.set()
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def closing(self) -> bool:
-        return self._closing.reason is not None
-
-    def begin_closing(self) -> None:
-        """Refuse new operations from now on (running ones go on)."""
-        if self._closing.reason is None:
-            self._closing.reason = "shutting down"
-
     async def wait_idle(self) -> None:
-        """Return once no operation is running."""
+        """Return once no operation is in flight."""
         await self._idle.wait()
-
-    def cancel_all(self) -> None:
-        """Cancel every running operation and refuse new ones: all end in :class:`ContextClosed`."""
-        self.begin_closing()
-        self._cancelled = True
-        for scope in list(self._scopes):
-            scope.cancel()
 
     def statistics(self) -> RunnerStatistics:
         return RunnerStatistics(
             inflight=self.inflight,
-            max_concurrency=self._max_concurrency,
-            endpoints_with_bulkheads=len(self._bulkheads),
+            max_concurrency=self._admission.max_concurrency,
+            endpoints_with_bulkheads=self._admission.endpoints,
+            deadlines_expired=dict(self.deadlines_expired),
         )
-
-    def check_open(self, operation: Operation) -> None:
-        if self._closing.reason is not None:
-            raise ContextClosed(
-                "the cloud context is shutting down; the operation was not started",
-                provider=self._provider_name,
-                service=operation.service,
-                operation=operation.name,
-            )
 
     # -- one operation ---------------------------------------------------------------------
 
-    async def run(self, operation: Operation, deadline: float = math.inf) -> Response:
-        """Run ``operation`` until it succeeds, fails for good, or ``deadline`` passes.
+    async def run(
+        self,
+        operation: Operation,
+        *,
+        deadline: float = math.inf,
+        plan_deadline: float = math.inf,
+        accepted_at: float | None = None,
+    ) -> Response:
+        """Run ``operation`` until it succeeds, fails for good, or its deadline passes.
 
-        Runs even while closing: operations admitted before shutdown may finish within the
-        grace period. Callers that admit new work check :meth:`check_open` first.
+        ``deadline`` is the caller's ``timeout=``; ``Operation.timeout`` counts from
+        ``accepted_at`` (a submission's acceptance) or from now. ``plan_deadline`` (the
+        caller's enclosing Trio deadline) is not enforced here — the caller's own scope
+        does that — but no retry is started that could not finish before it.
         """
-        flight = self._depart(operation, deadline)
+        flight = self._depart(operation, deadline, plan_deadline, accepted_at)
         error: CloudError | None = None
         attempts = 0
+        status: int | None = None
         try:
-            await self._admit(flight, operation)
-            try:
-                response, content, attempts = await self._attempts(
-                    operation, flight.request, flight.endpoint, flight.deadline, stream=False
-                )
-            finally:
-                self._release(flight)
+            response, content, attempts = await self._start(flight, stream=False)
+            self._admission.release(flight)
+            status = response.status_code
         except CloudError as exc:
             error = exc
             attempts = exc.attempt or attempts
             raise
+        except Exception as exc:  # a bug of ours must cost this operation a CloudError only
+            error = self._unexpected(flight, exc)
+            raise error from exc
         finally:
-            self._land(flight, operation, attempts, error)
-        self._report(
-            operation,
-            flight.endpoint,
-            flight.start,
-            OperationOutcome.SUCCESS,
-            attempts,
-            None,
-            response.status_code,
-        )
+            self._land(flight, attempts, status, error)
         return Response(
             status_code=response.status_code,
             headers=response.headers,
@@ -236,128 +155,251 @@ class OperationRunner:
 
     @asynccontextmanager
     async def stream(
-        self, operation: Operation, deadline: float = math.inf
+        self, operation: Operation, *, deadline: float = math.inf, plan_deadline: float = math.inf
     ) -> AsyncIterator[StreamingResponse]:
-        """Run ``operation`` up to a successful response's headers; the body is read by the caller.
+        """Run ``operation`` up to a successful response's headers; the caller reads the body.
 
-        Retries, credentials and the breaker apply until the headers arrive (the breaker
-        counts the attempt then); the operation keeps its concurrency slots until the body
-        is closed, and its deadline bounds reading the body too. The operation is reported
-        when the context exits: a success, unless reading the body failed.
+        Retries, credentials and the breaker apply until the headers arrive; the operation
+        keeps its concurrency slots until the body is closed, and its deadline bounds each
+        read of the body too. It is reported once, when the block exits: a success unless
+        reading the body failed.
         """
-        flight = self._depart(operation, deadline)
-        endpoint, deadline = flight.endpoint, flight.deadline
+        flight = self._depart(operation, deadline, plan_deadline, None)
         error: CloudError | None = None
         attempts = 0
+        status: int | None = None
         try:
-            await self._admit(flight, operation)
             try:
-                response, _, attempts = await self._attempts(
-                    operation, flight.request, endpoint, deadline, stream=True
-                )
+                response, _, attempts = await self._start(flight, stream=True)
+            except CloudError as exc:
+                error = exc
+                attempts = exc.attempt or attempts
+                raise
+            except Exception as exc:
+                error = self._unexpected(flight, exc)
+                raise error from exc
+            status = response.status_code
+            try:
                 body = StreamingResponse._create(
                     response,
                     url=flight.url,
                     attempts=attempts,
                     elapsed=trio.current_time() - flight.start,
-                    guard=partial(self._guard_body, operation, endpoint, deadline),
+                    guard=partial(self._guard_body, flight),
                 )
                 try:
                     yield body
                 finally:
-                    with trio.CancelScope(shield=True):
+                    # Shielded so a cancelled caller still gives the connection back;
+                    # bounded so a server that never finishes cannot hold it.
+                    with trio.CancelScope(
+                        shield=True, deadline=trio.current_time() + _BODY_CLOSE_BUDGET
+                    ):
                         await body._aclose()
-                error = body._failure
+                    error = body._failure
             finally:
-                self._release(flight)
-        except CloudError as exc:
-            error = exc
-            attempts = exc.attempt or attempts
-            raise
+                self._admission.release(flight)
         finally:
-            self._land(flight, operation, attempts, error)
-        self._report(
-            operation,
-            endpoint,
-            flight.start,
-            OperationOutcome.SUCCESS,
-            attempts,
-            None,
-            response.status_code,
-        )
+            self._land(flight, attempts, status, error)
 
-    def _depart(self, operation: Operation, deadline: float) -> _Flight:
+    def _depart(
+        self,
+        operation: Operation,
+        deadline: float,
+        plan_deadline: float,
+        accepted_at: float | None,
+    ) -> Flight:
         """Everything an operation needs before its first attempt; counts it in flight."""
-        start = trio.current_time()
-        if self._cancelled:
-            raise self._closed_error(operation, None, "started")
+        now = trio.current_time()
+        start = now if accepted_at is None else accepted_at
         if operation.timeout is not None:
             deadline = min(deadline, start + operation.timeout)
-        url = operation.resolve_url(self._config.endpoint)
-        target = self._urls.get(url) or self._parse(url)
-        endpoint = target.endpoint
-        flight = _Flight(
-            start,
-            deadline,
-            url,
-            endpoint,
-            self._request(operation, target),
-            self._bulkhead(endpoint),
+        url, target = self._targets.resolve(operation)
+        flight = Flight(
+            operation,
+            start=start,
+            deadline=deadline,
+            plan_deadline=plan_deadline,
+            url=url,
+            endpoint=target.endpoint,
+            request=self._targets.request(operation, target),
+            bulkhead=self._admission.bulkhead(target.endpoint),
         )
+        if accepted_at is not None:
+            flight.waiting_for = Wait.QUEUE
         self.inflight += 1
         if self._idle.is_set():
             self._idle = trio.Event()
         return flight
 
     def _land(
-        self, flight: _Flight, operation: Operation, attempts: int, error: CloudError | None
+        self, flight: Flight, attempts: int, status: int | None, error: CloudError | None
     ) -> None:
-        """The operation is over: uncount it, drop an idle bulkhead, report a failure."""
+        """The operation is over, whichever way: uncount it and report it, once."""
         self.inflight -= 1
         if self.inflight == 0:
             self._idle.set()
-        self._release_bulkhead(flight.endpoint, flight.bulkhead)
-        if error is not None:
-            self._report(
-                operation, flight.endpoint, flight.start, OperationOutcome.FAILURE, attempts, error
+        self._admission.forget_if_idle(flight)
+        operation = flight.operation
+        if error is None and status is None:
+            # Neither an answer nor an error: the caller was cancelled (its own deadline,
+            # its nursery) before the operation ended.
+            outcome, error_code = OperationOutcome.FAILURE, "Cancelled"
+        elif error is None:
+            outcome, error_code = OperationOutcome.SUCCESS, None
+        else:
+            outcome, error_code = OperationOutcome.FAILURE, error.code or type(error).__name__
+            status = error.status_code
+        self._events.operation(
+            OperationMetrics(
+                provider=self._provider,
+                service=operation.service,
+                operation=operation.name,
+                duration=max(trio.current_time() - flight.start, 0.0),
+                outcome=outcome,
+                retry_count=max(attempts - 1, 0),
+                status_code=status,
+                error_code=error_code,
+                endpoint=flight.endpoint,
             )
+        )
 
-    async def _admit(self, flight: _Flight, operation: Operation) -> None:
-        """Take a slot of the global limit and one of the endpoint's bulkhead, in that order."""
-        token, bulkhead = flight, flight.bulkhead
-        try:
-            self._limiter.acquire_on_behalf_of_nowait(token)
-        except trio.WouldBlock:
-            await self._wait_for(
-                partial(self._limiter.acquire_on_behalf_of, token),
-                operation,
-                flight.endpoint,
-                flight.deadline,
+    def report_refused(self, operation: Operation, accepted_at: float | None) -> None:
+        """Report a submission that shutdown answered ``ContextClosed`` before it ran."""
+        now = trio.current_time()
+        self._events.operation(
+            OperationMetrics(
+                provider=self._provider,
+                service=operation.service,
+                operation=operation.name,
+                duration=0.0 if accepted_at is None else max(now - accepted_at, 0.0),
+                outcome=OperationOutcome.FAILURE,
+                error_code=ContextClosed.__name__,
             )
+        )
+
+    async def _start(
+        self, flight: Flight, *, stream: bool
+    ) -> tuple[httpx.Response, bytes, int]:
+        """Admission and attempts inside the operation's scope; returns holding the slots."""
+        if self._lifecycle.cancelled:
+            raise self._closed(flight, "started")
+        if trio.current_time() >= flight.deadline:
+            # It spent its whole budget in the queue.
+            raise self._interrupted(flight)
+        scope = self._lifecycle.open_scope(flight.deadline)
         try:
+            with scope:
+                flight.waiting_for = Wait.CAPACITY
+                await self._admission.admit(flight)
+                try:
+                    return await self._retry_loop(flight, stream=stream)
+                except BaseException:
+                    self._admission.release(flight)
+                    raise
+            raise self._interrupted(flight)
+        finally:
+            self._lifecycle.close_scope(scope)
+
+    async def _retry_loop(
+        self, flight: Flight, *, stream: bool
+    ) -> tuple[httpx.Response, bytes, int]:
+        operation = flight.operation
+        attempt = 0  # attempts counted against the policy
+        sent = 0  # every attempt made, a forced credential retry included
+        refreshed = False
+        while True:
+            attempt += 1
+            sent += 1
+            credentials: Credentials | None = None
             try:
-                bulkhead.acquire_on_behalf_of_nowait(token)
-            except trio.WouldBlock:
-                await self._wait_for(
-                    partial(bulkhead.acquire_on_behalf_of, token),
-                    operation,
-                    flight.endpoint,
-                    flight.deadline,
+                if self._lifecycle.cancelled:
+                    raise self._closed(flight, "was retried")
+                if self._needs_credentials:
+                    flight.waiting_for = Wait.CREDENTIALS
+                    credentials = await self._refresher.current()
+                response, content = await self._attempts.send(flight, credentials, stream=stream)
+            except CloudError as error:
+                error.add_context(
+                    provider=self._provider_name,
+                    service=operation.service,
+                    operation=operation.name,
+                    endpoint=flight.endpoint,
+                    attempt=sent,
                 )
-        except BaseException:
-            self._limiter.release_on_behalf_of(token)
-            raise
+                if (
+                    isinstance(error, ExpiredCredentials)
+                    and self._needs_credentials
+                    and not refreshed
+                    and not self._lifecycle.cancelled
+                ):
+                    # One refresh and one more attempt, whatever the policy says. Counted
+                    # and logged like any retry (no backoff), so dashboards show expired
+                    # credentials as a cause; it does not use up the policy's attempts.
+                    refreshed = True
+                    attempt -= 1
+                    self._events.retry(
+                        operation.service,
+                        operation.name,
+                        flight.endpoint,
+                        sent,
+                        0.0,
+                        type(error).__name__,
+                    )
+                    flight.waiting_for = Wait.CREDENTIALS
+                    await self._refresher.refresh_after_rejection(credentials)
+                    continue
+                delay = self._retry_delay(flight, error, attempt)
+                if delay is None:
+                    error.attempt = sent
+                    raise
+                self._events.retry(
+                    operation.service,
+                    operation.name,
+                    flight.endpoint,
+                    sent,
+                    delay,
+                    type(error).__name__,
+                )
+                flight.waiting_for = Wait.BACKOFF
+                await trio.sleep(delay)
+                continue
+            return response, content, sent
 
-    def _release(self, flight: _Flight) -> None:
-        flight.bulkhead.release_on_behalf_of(flight)
-        self._limiter.release_on_behalf_of(flight)
+    def _retry_delay(self, flight: Flight, error: CloudError, attempt: int) -> float | None:
+        """The backoff before the next attempt, or None: the error is final."""
+        if isinstance(error, CircuitOpenError | ContextClosed) or self._lifecycle.cancelled:
+            return None
+        if error.request_sent and not flight.operation.is_idempotent:
+            return None
+        policy = self._policy
+        try:
+            if attempt >= policy.max_attempts:
+                return None
+            decision = policy.should_retry(error, attempt)
+        except Exception as exc:  # the policy is user code: its failure ends the retries
+            self._containment.failed(Spi.RETRY_POLICY, "should_retry", exc)
+            return None
+        if decision is DO_NOT_RETRY:
+            return None
+        if not isinstance(decision, Retry) or not (
+            isinstance(decision.delay, int | float) and 0 <= decision.delay < math.inf
+        ):
+            self._containment.failed(
+                Spi.RETRY_POLICY,
+                "should_retry",
+                TypeError(f"should_retry returned {type(decision).__name__}, not a RetryDecision"),
+            )
+            return None
+        # A retry is never scheduled past the deadline: it could not finish in time.
+        if trio.current_time() + decision.delay >= flight.plan_deadline:
+            return None
+        return float(decision.delay)
 
-    async def _guard_body(
-        self, operation: Operation, endpoint: str, deadline: float, read: Awaitable[bytes]
-    ) -> bytes:
+    async def _guard_body(self, flight: Flight, read: Awaitable[bytes]) -> bytes:
         """Await one read of a streamed body within the deadline, mapping its failures."""
-        scope = trio.CancelScope(deadline=deadline)
-        self._scopes.add(scope)
+        flight.waiting_for = Wait.BODY
+        scope = self._lifecycle.open_scope(flight.deadline)
         try:
             with scope:
                 try:
@@ -367,280 +409,53 @@ class OperationRunner:
                     # misuse (httpx.StreamConsumed) pass through as themselves.
                     error = error_from_exception(exc)
                     error.request_sent = True
+                    operation = flight.operation
                     error.add_context(
                         provider=self._provider_name,
                         service=operation.service,
                         operation=operation.name,
-                        endpoint=endpoint,
+                        endpoint=flight.endpoint,
                     )
                     raise error from exc
         finally:
-            self._scopes.discard(scope)
-        raise self._interrupted(operation, endpoint, deadline)
+            self._lifecycle.close_scope(scope)
+        raise self._interrupted(flight)
 
-    def _request(self, operation: Operation, target: _Target) -> httpx.Request:
-        # httpx.Request(content=...) would encode the body and prepare the Host and
-        # Content-Length headers through several generic layers; for an in-memory body
-        # the result is the same list of headers, built here at half the cost.
-        url = target.url if not operation.params else httpx.URL(target.url, params=operation.params)
-        body = operation.body
-        headers: list[tuple[str, str]] = [("Host", target.host)]
-        framed = False
-        if operation.headers:
-            for name in operation.headers:
-                lowered = name.lower()
-                if lowered == "host":
-                    headers.clear()
-                elif lowered in _FRAMING:
-                    framed = True
-            headers.extend(operation.headers.items())
-        if not framed:
-            if body:
-                headers.append(("Content-Length", str(len(body))))
-            elif operation.method in _EMPTY_BODY_NEEDS_LENGTH:
-                headers.append(("Content-Length", "0"))
-        request = httpx.Request(
-            operation.method,
-            url,
-            headers=headers,
-            stream=httpx.ByteStream(bytes(body)),
-            extensions={"timeout": self._timeouts},
-        )
-        # Signers read request.content (SigV4 hashes it).
-        request.read()
-        return request
+    # -- errors ----------------------------------------------------------------------------
 
-    async def _wait_for(
-        self,
-        waiting: Callable[[], Awaitable[None]],
-        operation: Operation,
-        endpoint: str,
-        deadline: float,
-    ) -> None:
-        """Await ``waiting`` (a queue for capacity, a backoff sleep) within the deadline."""
-        scope = trio.CancelScope(deadline=deadline)
-        self._scopes.add(scope)
-        try:
-            with scope:
-                await waiting()
-        finally:
-            self._scopes.discard(scope)
-        if scope.cancelled_caught:
-            raise self._interrupted(operation, endpoint, deadline)
-
-    def _interrupted(self, operation: Operation, endpoint: str, deadline: float) -> CloudError:
-        """The error for an operation our own scope cut short: shutdown or its deadline."""
-        if self._cancelled and trio.current_time() < deadline:
-            return self._closed_error(operation, endpoint, "finished")
+    def _interrupted(self, flight: Flight) -> CloudError:
+        """The error for an operation its own scope cut short: shutdown or its deadline."""
+        if self._lifecycle.cancelled and trio.current_time() < flight.deadline:
+            return self._closed(flight, "finished")
+        waiting_for = flight.waiting_for
+        self.deadlines_expired[waiting_for] += 1
+        operation = flight.operation
         return OperationTimeout(
-            "the operation ran past its deadline",
+            f"the operation ran past its deadline while waiting for {waiting_for}",
+            timeout=flight.deadline - flight.start,
+            waiting_for=waiting_for,
             provider=self._provider_name,
             service=operation.service,
             operation=operation.name,
-            endpoint=endpoint,
+            endpoint=flight.endpoint,
         )
 
-    def _closed_error(self, operation: Operation, endpoint: str | None, when: str) -> ContextClosed:
+    def _closed(self, flight: Flight, when: str) -> ContextClosed:
+        operation = flight.operation
         return ContextClosed(
             f"the cloud context shut down before the operation {when}",
             provider=self._provider_name,
             service=operation.service,
             operation=operation.name,
-            endpoint=endpoint,
+            endpoint=flight.endpoint,
         )
 
-    async def _attempts(
-        self,
-        operation: Operation,
-        request: httpx.Request,
-        endpoint: str,
-        deadline: float,
-        *,
-        stream: bool,
-    ) -> tuple[httpx.Response, bytes, int]:
-        attempt = 0  # attempts counted against the policy
-        sent = 0  # every attempt made, a forced credential retry included
-        refreshed = False
-        while True:
-            attempt += 1
-            sent += 1
-            credentials: Credentials | None = None
-            try:
-                if self._needs_credentials:
-                    credentials = await self._refresher.current()
-                response, content = await self._attempt(
-                    request, operation, endpoint, credentials, deadline, stream=stream
-                )
-            except CloudError as error:
-                error.add_context(
-                    provider=self._provider_name,
-                    service=operation.service,
-                    operation=operation.name,
-                    endpoint=endpoint,
-                    attempt=sent,
-                )
-                if (
-                    isinstance(error, ExpiredCredentials)
-                    and self._needs_credentials
-                    and not refreshed
-                ):
-                    # One refresh and one more attempt, whatever the policy says.
-                    refreshed = True
-                    attempt -= 1
-                    # Counted and logged like any retry (no backoff), so dashboards show
-                    # expired credentials as a cause; it does not use up the policy's attempts.
-                    self._events.retry(
-                        operation.service, operation.name, endpoint, sent, 0.0, type(error).__name__
-                    )
-                    await self._refresher.refresh_after_rejection(credentials)
-                    continue
-                delay = self._retry_delay(operation, error, attempt, deadline)
-                if delay is None:
-                    error.attempt = sent
-                    raise
-                self._events.retry(
-                    operation.service, operation.name, endpoint, sent, delay, type(error).__name__
-                )
-                await self._wait_for(partial(trio.sleep, delay), operation, endpoint, deadline)
-                continue
-            return response, content, sent
-
-    def _retry_delay(
-        self, operation: Operation, error: CloudError, attempt: int, deadline: float
-    ) -> float | None:
-        if (
-            isinstance(error, CircuitOpenError | ContextClosed)
-            or attempt >= self._policy.max_attempts
-        ):
-            return None
-        if error.request_sent and not operation.is_idempotent:
-            return None
-        decision = self._policy.should_retry(error, attempt)
-        if decision is DO_NOT_RETRY:
-            return None
-        # A retry is never scheduled past the deadline: it could not finish in time.
-        if trio.current_time() + decision.delay >= deadline:
-            return None
-        return decision.delay
-
-    async def _attempt(
-        self,
-        request: httpx.Request,
-        operation: Operation,
-        endpoint: str,
-        credentials: Credentials | None,
-        deadline: float,
-        *,
-        stream: bool,
-    ) -> tuple[httpx.Response, bytes]:
-        breaker = self._breakers.get(endpoint)
-        now = trio.current_time()
-        permit: Permit | None = None
-        if breaker is not None:
-            try:
-                permit = breaker.acquire(now)
-            except CircuitOpenError:
-                self._events.breaker_rejected(endpoint)
-                raise
-        outcome = Outcome.IGNORED
-        attempt_deadline = now + self._attempt_timeout
-        # One scope per attempt: the attempt's timeout, the operation's deadline and
-        # shutdown all cancel it; which one it was is decided afterwards.
-        scope = trio.CancelScope(deadline=min(deadline, attempt_deadline))
-        self._scopes.add(scope)
-        try:
-            self._signer.sign(request, credentials)
-            with scope:
-                try:
-                    response = await self._transport.handle_async_request(request)
-                    body = response.stream
-                    if stream and response.status_code < 300:
-                        # A streamed success is left unread for the caller.
-                        content = b""
-                    elif type(body) is httpx.ByteStream and _ENCODED not in response.headers:
-                        # Already in memory (PooledTransport hands small bodies over this
-                        # way): httpx's aread() machinery would cost more than the request.
-                        content = b"".join(body)
-                    else:
-                        # Error bodies are read whole as well: they carry the error code.
-                        try:
-                            content = await response.aread()
-                        finally:
-                            await response.aclose()
-                except CloudError:
-                    raise
-                except Exception as exc:
-                    raise error_from_exception(exc) from exc
-            if scope.cancelled_caught:
-                if self._cancelled or trio.current_time() >= deadline:
-                    raise self._interrupted(operation, endpoint, deadline)
-                raise OperationTimeout(
-                    f"the attempt timed out after {self._attempt_timeout:g}s",
-                    timeout=self._attempt_timeout,
-                )
-            if response.status_code >= 300:
-                error = error_from_response(
-                    response.status_code, response.headers, content, reason=response.reason_phrase
-                )
-                if error is not None:
-                    raise error
-            outcome = Outcome.SUCCESS
-            return response, content
-        except CloudError as error:
-            if error.retryable:
-                outcome = Outcome.FAILURE
-            raise
-        finally:
-            self._scopes.discard(scope)
-            if breaker is not None and permit is not None:
-                # Synchronous, so a half-open probe permit comes back even when cancelled.
-                breaker.release(permit, outcome, trio.current_time())
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _parse(self, url: str) -> _Target:
-        # Parsing a URL costs several microseconds and most operations repeat a few URLs:
-        # memoise (httpx.URL is immutable), within a bound.
-        if len(self._urls) >= _MAX_IDLE_BULKHEADS:
-            self._urls.clear()
-        parsed = httpx.URL(url)
-        target = self._urls[url] = _Target(endpoint_of(url), parsed, parsed.netloc.decode("ascii"))
-        return target
-
-    def _bulkhead(self, endpoint: str) -> trio.CapacityLimiter:
-        bulkhead = self._bulkheads.get(endpoint)
-        if bulkhead is None:
-            bulkhead = self._bulkheads[endpoint] = trio.CapacityLimiter(self._max_per_endpoint)
-        return bulkhead
-
-    def _release_bulkhead(self, endpoint: str, bulkhead: trio.CapacityLimiter) -> None:
-        if (
-            len(self._bulkheads) > _MAX_IDLE_BULKHEADS
-            and bulkhead.borrowed_tokens == 0
-            and bulkhead.statistics().tasks_waiting == 0
-        ):
-            self._bulkheads.pop(endpoint, None)
-
-    def _report(
-        self,
-        operation: Operation,
-        endpoint: str,
-        start: float,
-        outcome: OperationOutcome,
-        attempts: int,
-        error: CloudError | None,
-        status: int | None = None,
-    ) -> None:
-        self._events.operation(
-            OperationMetrics(
-                provider=self._provider,
-                service=operation.service,
-                operation=operation.name,
-                duration=trio.current_time() - start,
-                outcome=outcome,
-                retry_count=max(attempts - 1, 0),
-                status_code=status if error is None else error.status_code,
-                error_code=None if error is None else (error.code or type(error).__name__),
-                endpoint=endpoint,
-            )
+    def _unexpected(self, flight: Flight, exc: Exception) -> InternalError:
+        operation = flight.operation
+        return InternalError(
+            f"unexpected {type(exc).__name__} while running the operation",
+            provider=self._provider_name,
+            service=operation.service,
+            operation=operation.name,
+            endpoint=flight.endpoint,
         )

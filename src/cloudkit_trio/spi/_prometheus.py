@@ -43,9 +43,10 @@ class PrometheusMetrics(MetricsCollector):
     ``retry_delay_seconds``, ``breaker_state``, ``breaker_transitions_total``,
     ``breaker_rejections_total``, ``credential_refreshes_total``,
     ``credential_age_seconds``, ``supervisor_restarts_total``, ``submission_queue_depth``,
-    ``inflight_operations``, ``metrics_dropped_total``. Instrument names outside the
-    runtime's own (:class:`~cloudkit_trio.runtime.RuntimeMetric`) are ignored, so that no
-    caller can add unbounded families.
+    ``inflight_operations``, ``metrics_dropped_total``, ``spi_failures_total``.
+    Instrument names outside the runtime's own
+    (:class:`~cloudkit_trio.runtime.RuntimeMetric`) are ignored, so that no caller can add
+    unbounded families.
 
     .. versionadded:: 0.1.0
     """
@@ -246,6 +247,11 @@ _COUNTERS: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
         "cloudkit_metrics_dropped_total",
         "Metric events dropped because the aggregator's queue was full.",
         (),
+    ),
+    "spi_failures": (
+        "cloudkit_spi_failures_total",
+        "Failures of user code behind an extension point, contained by the runtime.",
+        ("spi",),
     ),
 }
 _GAUGES: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {

@@ -1,0 +1,284 @@
+"""The runtime of one run of a context: its supervision tree, and how it shuts down.
+
+This module builds the tree (metrics aggregator, credential refresher, breakers, router)
+and owns the shutdown choreography; the facade (``Cloud``) only delegates to it.
+
+Shutdown, graceful (:meth:`Runtime.aclose`) or hard (the host's nursery is cancelled, or
+the tree gives up with ``RestartIntensityExceeded``), is the same sequence; the graceful
+one first lets queued and running work finish within ``CloudConfig.shutdown_grace``:
+
+1. the lifecycle moves to *closing*: every entry point answers ``ContextClosed``;
+2. the queue is closed and emptied in one synchronous step, the operations in flight are
+   cancelled (they answer ``ContextClosed``) and the credential refresher is closed;
+3. what was taken from the queue is answered ``ContextClosed``, and the operations in
+   flight land (bounded), so every one of them is in the metrics;
+4. the tree stops in reverse start order (the aggregator last, draining), the transport
+   the runtime owns is closed, and the lifecycle is *closed*.
+
+The tree runs in a shielded scope of its own, so a host's cancellation reaches this
+choreography first and the actors are still there to answer for their operations; they
+are cancelled at step 4, within a bounded time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import httpx
+import trio
+
+from ..actors import ChildSpec, Supervisor, SupervisorEvent, SupervisorHandle
+from ..actors import EventKind as SupervisorEventKind
+from ..spi import AuthProvider, CircuitBreaker, Logger, MetricsCollector, RetryPolicy
+from ..transport._h11_transport import PooledTransport
+from ._admission import Admission
+from ._aggregator import MetricsAggregator
+from ._attempt import Attempts
+from ._containment import ContainedLogger, Containment
+from ._credentials import CredentialRefresher
+from ._events import Gauge, RuntimeEvents, RuntimeMetric
+from ._lifecycle import ContextState, Lifecycle
+from ._queue import SubmissionQueue
+from ._registry import BreakerRegistry
+from ._router import Router
+from ._runner import OperationRunner
+from ._targets import Targets
+
+if TYPE_CHECKING:
+    from .._config import CloudConfig
+    from .._provider import ProviderType
+    from ..transport._signing import RequestSigner
+    from ._queue import Queued
+
+__all__ = ["Runtime", "RuntimeSettings"]
+
+# How long a hard stop waits for replies and for cancelled operations to land.
+_STOP_BUDGET: Final = 2.0
+# How long closing a transport the runtime owns may take.
+_TRANSPORT_CLOSE_BUDGET: Final = 1.0
+# How often the graceful drain looks again while queued work waits for a free worker.
+_DRAIN_POLL: Final = 0.005
+
+
+@attrs.frozen(kw_only=True)
+class RuntimeSettings:
+    """Everything a context was built with (validated by the builder)."""
+
+    provider: ProviderType
+    config: CloudConfig
+    auth_provider: AuthProvider
+    retry_policy: RetryPolicy
+    breaker: CircuitBreaker | None
+    collectors: tuple[MetricsCollector, ...]
+    logger: Logger
+    transport: httpx.AsyncBaseTransport | None
+    plain_httpx: bool
+    signer: RequestSigner
+    advisory_window: float
+    mandatory_window: float
+    metrics_flush_interval: float
+
+
+class Runtime:
+    """Everything one run of a context owns, and its lifecycle."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        config = settings.config
+        self.settings = settings
+        provider = str(settings.provider)
+        self.lifecycle = Lifecycle(provider)
+        self.containment = Containment()
+        self.logger = ContainedLogger(settings.logger, self.containment)
+        self.queue = SubmissionQueue(config.queue_size, self.lifecycle)
+        self.aggregator = MetricsAggregator(
+            settings.collectors,
+            self.containment,
+            capacity=config.metrics_queue_size,
+            flush_interval=settings.metrics_flush_interval,
+        )
+        self.events = RuntimeEvents(settings.provider, self.logger, self.aggregator.emit)
+        self.refresher = CredentialRefresher(
+            settings.auth_provider,
+            self.events,
+            self.containment,
+            advisory_window=settings.advisory_window,
+            mandatory_window=settings.mandatory_window,
+        )
+        self.breakers = BreakerRegistry(settings.breaker, self.events, self.logger)
+        self.owns_transport = settings.transport is None
+        self.transport = _transport(settings)
+        self.admission = Admission(
+            max_concurrency=config.max_concurrency,
+            max_per_endpoint=config.max_concurrency_per_endpoint,
+        )
+        self.runner = OperationRunner(
+            provider=settings.provider,
+            lifecycle=self.lifecycle,
+            targets=Targets(
+                config.endpoint,
+                {
+                    "connect": config.connect_timeout,
+                    "read": config.timeout,
+                    "write": config.timeout,
+                    "pool": config.timeout,
+                },
+            ),
+            admission=self.admission,
+            attempts=Attempts(
+                transport=self.transport,
+                signer=settings.signer,
+                breakers=self.breakers,
+                events=self.events,
+                containment=self.containment,
+                attempt_timeout=config.timeout,
+            ),
+            policy=settings.retry_policy,
+            refresher=self.refresher,
+            needs_credentials=settings.signer.needs_credentials,
+            events=self.events,
+            containment=self.containment,
+        )
+        self.router = Router(
+            self.queue, self.runner, self.lifecycle, workers=config.max_concurrency
+        )
+        self.aggregator.add_sampler(self._sample)
+        self.supervisor = Supervisor(
+            [
+                ChildSpec("metrics-aggregator", self.aggregator.run, shutdown=10.0),
+                ChildSpec("credential-refresher", self.refresher.run, shutdown=1.0),
+                ChildSpec("breakers", self.breakers.supervisor.run),
+                ChildSpec("router", self.router.run, shutdown=1.0),
+            ],
+            max_restarts=3,
+            within=5.0,
+            logger=self.logger,
+            name="cloudkit",
+            on_event=self._supervisor_event,
+        )
+        self._handle: SupervisorHandle | None = None
+        self._tree_scope = trio.CancelScope(shield=True)
+        self._stopped_gracefully = False
+        self._tree_stopped = trio.Event()
+
+    @property
+    def handle(self) -> SupervisorHandle:
+        assert self._handle is not None, "the runtime has not started"
+        return self._handle
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[Runtime]) -> None:
+        """Run until :meth:`aclose` finishes, the host cancels, or the tree gives up."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._handle = await nursery.start(self._run_tree)
+                self.lifecycle.move(ContextState.RUNNING)
+                task_status.started(self)
+                try:
+                    await self._tree_stopped.wait()
+                finally:
+                    if not self._stopped_gracefully:
+                        await self._stop_hard()
+        finally:
+            self.lifecycle.begin_closing()
+            self._stop_accepting()
+            if self.owns_transport:
+                # Also on the cancelled path: pooled connections must not be left to the
+                # garbage collector. Closing twice is harmless.
+                with trio.move_on_after(_TRANSPORT_CLOSE_BUDGET, shield=True):
+                    await self.transport.aclose()
+            self.lifecycle.finish()
+
+    async def _run_tree(self, *, task_status: trio.TaskStatus[SupervisorHandle]) -> None:
+        try:
+            with self._tree_scope:
+                await self.supervisor.run(task_status=task_status)
+        finally:
+            self._tree_stopped.set()
+
+    async def aclose(self) -> None:
+        """Graceful shutdown (DESIGN.md §6.3); see the module docstring. Idempotent."""
+        if not self.lifecycle.begin_closing():
+            await self.lifecycle.wait_closed()
+            return
+        try:
+            with trio.move_on_after(self.settings.config.shutdown_grace):
+                await self._drain()
+            await self._answer(self._stop_accepting())
+            self._stopped_gracefully = True
+            await self.handle.stop()
+        finally:
+            if not self._stopped_gracefully:
+                # aclose() itself was cancelled: finish as a hard stop instead of leaving
+                # a context that refuses everything but never ends.
+                self._tree_scope.cancel()
+        await self.lifecycle.wait_closed()
+
+    async def _drain(self) -> None:
+        """Let queued and running operations finish."""
+        runner, queue = self.runner, self.queue
+        while runner.inflight or queue.depth:
+            if runner.inflight:
+                await runner.wait_idle()
+            else:
+                # Queued work waits for a worker that is still delivering a reply.
+                await trio.sleep(_DRAIN_POLL)
+
+    def _stop_accepting(self) -> list[Queued]:
+        """Steps 1–2, synchronous: refuse, close and empty the queue, cancel what runs."""
+        self.lifecycle.begin_closing()
+        taken = self.queue.close_and_take_all()
+        self.lifecycle.cancel_operations()
+        self.refresher.close()
+        return taken
+
+    async def _answer(self, taken: list[Queued]) -> None:
+        """Step 3: answer what was queued; let the cancelled operations land."""
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _STOP_BUDGET):
+            await self.router.refuse(taken)
+            await self.runner.wait_idle()
+
+    async def _stop_hard(self) -> None:
+        await self._answer(self._stop_accepting())
+        # Step 4 at once: stop the tree (the aggregator still drains, within its budget).
+        self._tree_scope.cancel()
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _supervisor_event(self, event: SupervisorEvent) -> None:
+        if event.kind is SupervisorEventKind.CHILD_RESTARTING and event.child_id is not None:
+            self.events.supervisor_restart(event.child_id)
+
+    def _sample(self) -> list[Gauge]:
+        gauges = [
+            Gauge(RuntimeMetric.QUEUE_DEPTH, self.queue.depth, {}),
+            Gauge(RuntimeMetric.INFLIGHT, self.runner.inflight, {}),
+        ]
+        age = self.refresher.age()
+        if age is not None:
+            gauges.append(
+                Gauge(RuntimeMetric.CREDENTIAL_AGE, age, {"provider": str(self.settings.provider)})
+            )
+        # Sampled rather than derived from transitions alone, so a breaker that never left
+        # CLOSED is visible too; bounded by CircuitBreaker.max_endpoints.
+        gauges.extend(
+            Gauge(RuntimeMetric.BREAKER_STATE, 1.0, {"endpoint": endpoint, "state": str(state)})
+            for endpoint, state in self.breakers.states()
+        )
+        return gauges
+
+
+def _transport(settings: RuntimeSettings) -> httpx.AsyncBaseTransport:
+    config = settings.config
+    if settings.transport is not None:
+        return settings.transport
+    if settings.plain_httpx:
+        return httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency,
+                max_keepalive_connections=config.max_concurrency,
+            )
+        )
+    return PooledTransport(max_connections_per_endpoint=config.max_concurrency_per_endpoint)
+

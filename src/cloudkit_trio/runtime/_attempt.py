@@ -1,0 +1,143 @@
+"""One attempt: breaker permit, sign, send, read, classify, report to the breaker.
+
+This is the only place an attempt touches the network. Foreign failures become the
+runtime's errors here and in ``transport._classify`` (the one mapping of HTTP and
+transport failures); the signer is user code and is contained here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import httpx
+import trio
+
+from .._errors import CircuitOpenError, CloudError, InternalError, OperationTimeout
+from ..transport._classify import error_from_exception, error_from_response
+from ._breaker import Outcome, Permit
+from ._containment import Spi
+from ._flight import Wait
+
+if TYPE_CHECKING:
+    from .._credentials import Credentials
+    from ..transport._signing import RequestSigner
+    from ._containment import Containment
+    from ._events import RuntimeEvents
+    from ._flight import Flight
+    from ._registry import BreakerRegistry
+
+__all__ = ["Attempts"]
+
+# A body with this header must go through httpx's decoders.
+_ENCODED: Final = "content-encoding"
+
+
+class Attempts:
+    """Sends one attempt of an operation and says how it went."""
+
+    __slots__ = ("_breakers", "_containment", "_events", "_signer", "_timeout", "_transport")
+
+    def __init__(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport,
+        signer: RequestSigner,
+        breakers: BreakerRegistry,
+        events: RuntimeEvents,
+        containment: Containment,
+        attempt_timeout: float,
+    ) -> None:
+        self._transport = transport
+        self._signer = signer
+        self._breakers = breakers
+        self._events = events
+        self._containment = containment
+        self._timeout = attempt_timeout
+
+    async def send(
+        self, flight: Flight, credentials: Credentials | None, *, stream: bool
+    ) -> tuple[httpx.Response, bytes]:
+        """One attempt; a successful response and its body, or a :class:`CloudError`.
+
+        A streamed success is returned unread. Runs inside the operation's scope, which
+        its deadline and shutdown cancel; the attempt's own timeout gets a scope of its own
+        only when it ends before the operation's deadline.
+        """
+        endpoint = flight.endpoint
+        breaker = self._breakers.get(endpoint)
+        now = trio.current_time()
+        permit: Permit | None = None
+        if breaker is not None:
+            try:
+                permit = breaker.acquire(now)
+            except CircuitOpenError:
+                self._events.breaker_rejected(endpoint)
+                raise
+        outcome = Outcome.IGNORED
+        try:
+            request = flight.request
+            self._sign(request, credentials)
+            flight.waiting_for = Wait.ATTEMPT
+            attempt_deadline = now + self._timeout
+            if attempt_deadline < flight.deadline:
+                with trio.move_on_at(attempt_deadline) as scope:
+                    response, content = await self._exchange(request, stream=stream)
+                if scope.cancelled_caught:
+                    raise OperationTimeout(
+                        f"the attempt timed out after {self._timeout:g}s", timeout=self._timeout
+                    )
+            else:
+                # The operation's deadline comes first: its scope bounds the attempt, and a
+                # second scope would only cost time.
+                response, content = await self._exchange(request, stream=stream)
+            if response.status_code >= 300:
+                error = error_from_response(
+                    response.status_code, response.headers, content, reason=response.reason_phrase
+                )
+                if error is not None:
+                    raise error
+            outcome = Outcome.SUCCESS
+            return response, content
+        except CloudError as error:
+            if error.retryable:
+                outcome = Outcome.FAILURE
+            raise
+        finally:
+            if breaker is not None and permit is not None:
+                # Synchronous, so a half-open probe permit comes back even when cancelled.
+                breaker.release(permit, outcome, trio.current_time())
+
+    def _sign(self, request: httpx.Request, credentials: Credentials | None) -> None:
+        try:
+            self._signer.sign(request, credentials)
+        except CloudError:
+            raise
+        except Exception as exc:
+            self._containment.failed(Spi.SIGNER, "sign", exc)
+            raise InternalError(
+                f"the request signer {type(self._signer).__name__} raised "
+                f"{type(exc).__name__}; the request was not sent"
+            ) from exc
+
+    async def _exchange(
+        self, request: httpx.Request, *, stream: bool
+    ) -> tuple[httpx.Response, bytes]:
+        try:
+            response = await self._transport.handle_async_request(request)
+            body = response.stream
+            if stream and response.status_code < 300:
+                return response, b""
+            if type(body) is httpx.ByteStream and _ENCODED not in response.headers:
+                # Already in memory (PooledTransport hands small bodies over this way):
+                # httpx's aread() machinery would cost more than the request.
+                return response, b"".join(body)
+            # Error bodies are read whole as well: they carry the error code.
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+            return response, content
+        except CloudError:
+            raise
+        except Exception as exc:
+            raise error_from_exception(exc) from exc

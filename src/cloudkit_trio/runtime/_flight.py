@@ -1,0 +1,77 @@
+"""One operation in flight: its deadline, its target and the wait it is in now.
+
+A :class:`Flight` is created when an operation is admitted and ended exactly once. It is
+also the token its concurrency slots are borrowed under, and what a deadline or shutdown
+that cuts the operation short reads to say which wait ran out (``waiting_for``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import httpx
+    import trio
+
+    from .._operation import Operation
+
+__all__ = ["Flight", "Wait"]
+
+
+class Wait:
+    """What an operation is waiting for: ``OperationTimeout.waiting_for`` values."""
+
+    QUEUE: Final = "queue"
+    CAPACITY: Final = "capacity"
+    CREDENTIALS: Final = "credentials"
+    ATTEMPT: Final = "attempt"
+    BACKOFF: Final = "backoff"
+    BODY: Final = "body"
+
+    ALL: Final = (QUEUE, CAPACITY, CREDENTIALS, ATTEMPT, BACKOFF, BODY)
+
+
+class Flight:
+    """The runtime's record of one operation between admission and its end."""
+
+    __slots__ = (
+        "bulkhead",
+        "deadline",
+        "endpoint",
+        "operation",
+        "plan_deadline",
+        "request",
+        "start",
+        "url",
+        "waiting_for",
+    )
+
+    def __init__(
+        self,
+        operation: Operation,
+        *,
+        start: float,
+        deadline: float,
+        plan_deadline: float,
+        url: str,
+        endpoint: str,
+        request: httpx.Request,
+        bulkhead: trio.CapacityLimiter,
+    ) -> None:
+        self.operation = operation
+        self.start = start
+        #: The operation's own deadline: when the runtime cuts it short.
+        self.deadline = deadline
+        #: The earliest of that and the caller's enclosing Trio deadline: nothing (a retry,
+        #: a backoff) is started that could not finish before it.
+        self.plan_deadline = min(deadline, plan_deadline)
+        self.url = url
+        self.endpoint = endpoint
+        self.request = request
+        self.bulkhead = bulkhead
+        self.waiting_for = Wait.CAPACITY
+
+    @property
+    def bounded(self) -> bool:
+        return self.deadline != math.inf
