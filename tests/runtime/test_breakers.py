@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import httpx
 import pytest
 import trio
@@ -10,13 +13,69 @@ import trio.testing
 import cloudkit_trio as ck
 from cloudkit_trio.actors import ChildSpec
 from cloudkit_trio.runtime import BreakerState
-from cloudkit_trio.testing import RecordingMetrics
+from cloudkit_trio.runtime._breaker import Breaker, Outcome, Permit
+from cloudkit_trio.runtime._events import Counter, MetricEvent, RuntimeEvents
+from cloudkit_trio.runtime._registry import BreakerRegistry
+from cloudkit_trio.testing import CapturingLogger, RecordingMetrics
 
 from ._support import ENDPOINT, CountingAuth, KeyEcho, Script, context, op
 
 BREAKER = ck.CircuitBreaker(
     ck.NoRetry(), minimum_throughput=4, failure_ratio=0.5, break_duration=5.0, idle_eviction=60.0
 )
+
+
+def bounded(max_endpoints: int, idle_eviction: float = 600.0) -> ck.CircuitBreaker:
+    return ck.CircuitBreaker(
+        ck.NoRetry(),
+        minimum_throughput=4,
+        failure_ratio=0.5,
+        break_duration=5.0,
+        idle_eviction=idle_eviction,
+        max_endpoints=max_endpoints,
+    )
+
+
+def port(n: int) -> str:
+    return f"http://127.0.0.1:{10000 + n}"
+
+
+@asynccontextmanager
+async def running(
+    settings: ck.CircuitBreaker, emitted: list[MetricEvent] | None = None
+) -> AsyncIterator[BreakerRegistry]:
+    """A registry with its supervisor (and so its breakers' actors) running."""
+    logger = CapturingLogger()
+    sink = emitted if emitted is not None else []
+    registry = BreakerRegistry(
+        settings, RuntimeEvents(ck.ProviderType.AWS, logger, sink.append), logger
+    )
+    async with registry.supervisor:
+        yield registry
+
+
+def protected(registry: BreakerRegistry, endpoint: str) -> Breaker:
+    breaker = registry.get(endpoint)
+    assert breaker is not None, f"{endpoint} runs without a breaker"
+    return breaker
+
+
+def open_breaker(breaker: Breaker) -> Breaker:
+    now = trio.current_time()
+    for _ in range(4):
+        breaker.release(breaker.acquire(now), Outcome.FAILURE, now)
+    assert breaker.state is BreakerState.OPEN
+    return breaker
+
+
+def transitions(emitted: list[MetricEvent], endpoint: str) -> list[tuple[str, str]]:
+    return [
+        (event.tags["from_state"], event.tags["to_state"])
+        for event in emitted
+        if isinstance(event, Counter)
+        and event.name == "breaker_transitions"
+        and event.tags["endpoint"] == endpoint
+    ]
 
 
 class TestBreakerBehaviour:
@@ -227,6 +286,173 @@ class TestEviction:
             await trio.testing.wait_all_tasks_blocked()
             endpoints = [b.endpoint for b in cloud.statistics().breakers]
             assert endpoints == [f"http://127.0.0.1:{10015 + n}" for n in range(5)]
+
+
+class TestCallsInFlight:
+    async def test_hanging_calls_open_the_breaker(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """With idle_eviction shorter than the calls, calls that hang then fail still open it."""
+        async with running(bounded(1024, idle_eviction=1.0)) as registry:
+            first = protected(registry, ENDPOINT)
+            for _ in range(4):
+                breaker = protected(registry, ENDPOINT)
+                permit = breaker.acquire(trio.current_time())
+                await trio.sleep(5.0)
+                breaker.release(permit, Outcome.FAILURE, trio.current_time())
+            assert protected(registry, ENDPOINT).state is BreakerState.OPEN
+            assert protected(registry, ENDPOINT) is first  # never evicted on the way
+
+    async def test_busy_breaker_is_kept_then_evicted_once_idle(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A breaker with a call in flight is not evicted; idle_eviction after its release it is."""
+        async with running(bounded(1024, idle_eviction=1.0)) as registry:
+            breaker = protected(registry, ENDPOINT)
+            permit = breaker.acquire(trio.current_time())
+            await trio.sleep(100.0)
+            assert len(registry) == 1 and not breaker.evictable
+            breaker.release(permit, Outcome.SUCCESS, trio.current_time())
+            await trio.sleep(0.5)
+            assert len(registry) == 1
+            await trio.sleep(2.0)  # the actor looks again at most idle_eviction later
+            assert len(registry) == 0
+
+    async def test_timeouts_open_the_breaker(self, autojump_clock: trio.testing.MockClock) -> None:
+        """End to end: every call hangs until its 5 s timeout, idle_eviction is 1 s, and the
+        circuit still opens."""
+
+        class Hang(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                await trio.sleep_forever()
+                raise AssertionError
+
+        config = ck.CloudConfig(endpoint=ENDPOINT, timeout=5.0)
+        async with context(Hang(), config=config, policy=bounded(1024, idle_eviction=1.0)) as cloud:
+            for _ in range(4):
+                with pytest.raises(ck.OperationTimeout):
+                    await cloud.execute(op())
+            with pytest.raises(ck.CircuitOpenError):
+                await cloud.execute(op())
+            assert cloud.breaker(ENDPOINT).state is BreakerState.OPEN
+
+
+class TestBound:
+    async def test_idle_half_open_breaker_expires(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A half-open breaker nobody probes closes and is evicted after idle_eviction."""
+        emitted: list[MetricEvent] = []
+        async with running(bounded(1024, idle_eviction=60.0), emitted) as registry:
+            open_breaker(protected(registry, ENDPOINT))
+            await trio.sleep(6.0)
+            assert protected(registry, ENDPOINT).state is BreakerState.HALF_OPEN
+            await trio.sleep(59.0)
+            assert len(registry) == 1
+            await trio.sleep(2.0)
+            assert len(registry) == 0
+        assert transitions(emitted, ENDPOINT) == [
+            ("closed", "open"), ("open", "half_open"), ("half_open", "closed"),
+        ]  # fmt: skip
+
+    async def test_half_open_breakers_make_room(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """With every slot held by an idle half-open breaker, a new endpoint still gets one."""
+        async with running(bounded(2)) as registry:
+            open_breaker(protected(registry, port(0)))
+            open_breaker(protected(registry, port(1)))
+            await trio.sleep(6.0)
+            assert [state for _, state in registry.states()] == [BreakerState.HALF_OPEN] * 2
+            assert protected(registry, port(2)).state is BreakerState.CLOSED
+            assert [endpoint for endpoint, _ in registry.states()] == [port(1), port(2)]
+            assert registry.breaker(port(3)).state is BreakerState.CLOSED
+
+    async def test_drops_closed_then_half_open_then_open(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """At the bound, the breaker dropped is the least recently used one without calls in
+        flight, closed before half-open before open."""
+
+        async def endpoints() -> list[str]:
+            await trio.testing.wait_all_tasks_blocked()
+            return [endpoint for endpoint, _ in registry.states()]
+
+        busy: list[tuple[Breaker, Permit]] = []
+
+        def occupy(endpoint: str) -> None:
+            breaker = protected(registry, endpoint)
+            busy.append((breaker, breaker.acquire(trio.current_time())))
+
+        async with running(bounded(3)) as registry:
+            oldest = protected(registry, port(0))
+            open_breaker(protected(registry, port(1)))
+            await trio.sleep(6.0)
+            open_breaker(oldest)  # least recently used, and open
+            protected(registry, port(2))  # most recently used, and closed
+            assert [state for _, state in registry.states()] == [
+                BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED,
+            ]  # fmt: skip
+            occupy(port(3))
+            assert await endpoints() == [port(0), port(1), port(3)]  # closed one went first
+            occupy(port(4))
+            assert await endpoints() == [port(0), port(3), port(4)]  # then half-open
+            occupy(port(5))
+            assert await endpoints() == [port(3), port(4), port(5)]  # then open
+            occupy(port(6))  # nothing is safe to drop: one over the bound
+            assert await endpoints() == [port(3), port(4), port(5), port(6)]
+            for breaker, permit in busy:
+                breaker.release(permit, Outcome.SUCCESS, trio.current_time())
+            protected(registry, port(7))  # back to the bound
+            assert await endpoints() == [port(5), port(6), port(7)]
+
+    async def test_forced_breakers_are_not_dropped_for_room(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """An operator's override stays: the new endpoint is protected over the bound."""
+        async with running(bounded(1)) as registry:
+            registry.breaker(port(0)).force_open(trio.current_time())
+            assert protected(registry, port(1)).state is BreakerState.CLOSED
+            assert dict(registry.states()) == {
+                port(0): BreakerState.FORCED_OPEN,
+                port(1): BreakerState.CLOSED,
+            }
+            protected(registry, port(2))
+            assert dict(registry.states()) == {
+                port(0): BreakerState.FORCED_OPEN,
+                port(2): BreakerState.CLOSED,
+            }
+
+    async def test_new_endpoint_is_protected_when_others_are_half_open(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """End to end: with max_endpoints breakers half-open, 50 failing calls to a new
+        endpoint open its circuit; only minimum_throughput of them reach the network."""
+        seen: list[int] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.url.port or 0)
+            return httpx.Response(503)
+
+        def to(n: int) -> ck.Operation:
+            return ck.Operation(service="s3", name="get", url=f"{port(n)}/k")
+
+        async with context(handler, policy=bounded(2, idle_eviction=60.0)) as cloud:
+            for n in (0, 1):
+                for _ in range(4):
+                    with pytest.raises(ck.ServiceUnavailable):
+                        await cloud.execute(to(n))
+            await trio.sleep(6.0)
+            rejected = 0
+            for _ in range(50):
+                try:
+                    await cloud.execute(to(2))
+                except ck.CircuitOpenError:
+                    rejected += 1
+                except ck.ServiceUnavailable:
+                    pass
+            assert seen.count(10002) == 4 and rejected == 46
+            assert cloud.breaker(port(2)).state is BreakerState.OPEN
 
 
 class TestSnapshot:

@@ -1,14 +1,26 @@
-"""One endpoint's circuit breaker: a state machine over a sliding window of outcomes.
+"""One endpoint's circuit breaker: a transition table over a sliding window of outcomes.
 
-The state machine is synchronous and O(1) per call, so the hot path reads and updates it
-without a message round trip (Trio runs one task at a time: no lock is needed). Only the
-timed transition (open → half-open) and eviction belong to the breaker's actor, which is
-told about every state change through ``on_change``.
+Every state change is an event looked up in :data:`TRANSITIONS`, as h11's ``_state.py``
+does it: the table is the whole state machine, so it can be read, tested and reviewed on
+its own, and an event the table does not expect for the current state is a bug in this
+package (:class:`IllegalTransition`), never a silently accepted move.
+
+The breaker is synchronous and O(1) per call, so the hot path reads and updates it without
+a message round trip (Trio runs one task at a time: no lock is needed); in CLOSED an
+acquire is a few attribute reads and writes. Timed work belongs to the breaker's actor in
+the registry, which asks :meth:`Breaker.timer_due` when to look again and calls
+:meth:`Breaker.on_timer` then, and is told about every state change through
+``on_change``.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Mapping
+from fractions import Fraction
+from functools import cache
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -20,7 +32,16 @@ if TYPE_CHECKING:
 
     from ..spi import CircuitBreaker
 
-__all__ = ["Breaker", "BreakerSnapshot", "BreakerState", "Outcome", "Permit"]
+__all__ = [
+    "Breaker",
+    "BreakerEvent",
+    "BreakerSnapshot",
+    "BreakerState",
+    "IllegalTransition",
+    "Outcome",
+    "Permit",
+    "TRANSITIONS",
+]
 
 # Polly splits its sampling window into 10 buckets: old outcomes fall out in tenths.
 _BUCKETS: Final = 10
@@ -42,6 +63,54 @@ class BreakerState(enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class BreakerEvent(enum.Enum):
+    """What can happen to a breaker; :data:`TRANSITIONS` says where each event leads."""
+
+    #: Closed, and the window's failure share reached ``failure_ratio``.
+    FAILURE_THRESHOLD_REACHED = "failure_threshold_reached"
+    #: Open for ``break_duration`` seconds.
+    BREAK_ELAPSED = "break_elapsed"
+    PROBE_SUCCEEDED = "probe_succeeded"
+    PROBE_FAILED = "probe_failed"
+    #: Half-open with no probe for ``idle_eviction`` seconds: nobody is asking any more,
+    #: so there is nothing left to find out (the registry then evicts the breaker).
+    IDLE_EXPIRED = "idle_expired"
+    FORCE_OPEN = "force_open"
+    FORCE_CLOSED = "force_closed"
+    RESET = "reset"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_S = BreakerState
+_E = BreakerEvent
+
+#: The breaker's state machine: ``(state, event) -> next state``. A pair not listed is a
+#: bug. A manual event into the state the breaker is already in is listed (force_open
+#: twice is fine): it starts the state afresh but is not announced as a change.
+TRANSITIONS: Final[Mapping[tuple[BreakerState, BreakerEvent], BreakerState]] = MappingProxyType(
+    {
+        (_S.CLOSED, _E.FAILURE_THRESHOLD_REACHED): _S.OPEN,
+        (_S.OPEN, _E.BREAK_ELAPSED): _S.HALF_OPEN,
+        (_S.HALF_OPEN, _E.PROBE_SUCCEEDED): _S.CLOSED,
+        (_S.HALF_OPEN, _E.PROBE_FAILED): _S.OPEN,
+        (_S.HALF_OPEN, _E.IDLE_EXPIRED): _S.CLOSED,
+        # An operator may override or reset a breaker whatever it is doing.
+        **{(state, _E.FORCE_OPEN): _S.FORCED_OPEN for state in _S},
+        **{(state, _E.FORCE_CLOSED): _S.FORCED_CLOSED for state in _S},
+        **{(state, _E.RESET): _S.CLOSED for state in _S},
+    }
+)
+
+
+class IllegalTransition(RuntimeError):
+    """An event arrived that :data:`TRANSITIONS` does not allow in the breaker's state.
+
+    Always a bug in cloudkit_trio, never a user error: the breaker is left as it was.
+    """
 
 
 class Outcome(enum.Enum):
@@ -66,8 +135,8 @@ class Permit:
 class BreakerSnapshot:
     """A breaker's state at one instant.
 
-    ``opens_at``/``half_open_at`` are ``trio.current_time()`` values; ``failure_ratio`` is
-    over the current sampling window.
+    ``half_open_at`` and ``last_used`` are ``trio.current_time()`` values;
+    ``failure_ratio`` is over the current sampling window.
 
     .. versionadded:: 0.1.0
     """
@@ -84,6 +153,17 @@ class BreakerSnapshot:
     #: Completed transitions since the breaker was created.
     transitions: int
     last_used: float
+    #: Permits handed out and not yet released, probes included.
+    calls_in_flight: int
+
+
+@cache
+def _exact_ratio(ratio: float) -> tuple[int, int]:
+    # "Opens when the share reaches 0.28" must hold at exactly 7 of 25, but 0.28 * 25 is
+    # 7.000000000000001 in floats. The decimal the user wrote is what they meant: compare
+    # integers against it instead.
+    exact = Fraction(repr(ratio))
+    return exact.numerator, exact.denominator
 
 
 class Breaker:
@@ -100,14 +180,20 @@ class Breaker:
         "_bucket_width",
         "_epochs",
         "_failures",
+        "_permit",
+        "_probe_permit",
+        "_ratio_den",
+        "_ratio_num",
         "_successes",
         "endpoint",
         "generation",
         "half_open_at",
+        "inflight",
         "last_used",
         "on_change",
         "probes",
         "settings",
+        "since",
         "state",
         "transitions",
     )
@@ -124,14 +210,24 @@ class Breaker:
         self.state = BreakerState.CLOSED
         self.generation = 0
         self.half_open_at: float | None = None
+        #: Probe permits of this generation not yet released.
         self.probes = 0
+        #: Every permit not yet released, of any generation: a breaker whose calls are
+        #: still running is not idle, however long ago they started.
+        self.inflight = 0
         self.transitions = 0
         self.last_used = now
+        #: When the current state was entered.
+        self.since = now
         self.on_change = on_change
+        self._ratio_num, self._ratio_den = _exact_ratio(settings.failure_ratio)
         self._bucket_width = settings.sampling_window / _BUCKETS
         self._epochs = [-1] * _BUCKETS
         self._successes = [0] * _BUCKETS
         self._failures = [0] * _BUCKETS
+        # Permits are frozen values: one of each kind per generation, not one per call.
+        self._permit = Permit(0, probe=False)
+        self._probe_permit = Permit(0, probe=True)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -140,18 +236,20 @@ class Breaker:
         self.last_used = now
         state = self.state
         if state is BreakerState.CLOSED or state is BreakerState.FORCED_CLOSED:
-            return Permit(self.generation, probe=False)
+            self.inflight += 1
+            return self._permit
         if (
             state is BreakerState.OPEN
             and self.half_open_at is not None
             and now >= self.half_open_at
         ):
             # The actor's timer has not run yet (it is busy or restarting): move on anyway.
-            self._transition(BreakerState.HALF_OPEN, now)
+            self._fire(BreakerEvent.BREAK_ELAPSED, now)
             state = self.state
         if state is BreakerState.HALF_OPEN and self.probes < self.settings.half_open_probes:
             self.probes += 1
-            return Permit(self.generation, probe=True)
+            self.inflight += 1
+            return self._probe_permit
         retry_at = self.half_open_at if state is BreakerState.OPEN else None
         raise CircuitOpenError(
             f"circuit for {self.endpoint} is {state}: rejected without a network call",
@@ -162,14 +260,15 @@ class Breaker:
     def release(self, permit: Permit, outcome: Outcome, now: float) -> None:
         """Report how the permitted attempt went. Synchronous: safe in cancelled cleanup."""
         self.last_used = now
+        self.inflight -= 1
         if permit.generation != self.generation:
             return  # the breaker changed state since; this outcome describes the old era
         if permit.probe:
             self.probes -= 1
             if outcome is Outcome.SUCCESS:
-                self._transition(BreakerState.CLOSED, now)
+                self._fire(BreakerEvent.PROBE_SUCCEEDED, now)
             elif outcome is Outcome.FAILURE:
-                self._open(now)
+                self._fire(BreakerEvent.PROBE_FAILED, now)
             return
         if outcome is Outcome.IGNORED:
             return
@@ -180,10 +279,11 @@ class Breaker:
         self._failures[index] += 1
         if self.state is BreakerState.CLOSED:
             calls, failures = self._totals(now)
-            if calls >= self.settings.minimum_throughput and (
-                failures >= self.settings.failure_ratio * calls
+            if (
+                calls >= self.settings.minimum_throughput
+                and failures * self._ratio_den >= self._ratio_num * calls
             ):
-                self._open(now)
+                self._fire(BreakerEvent.FAILURE_THRESHOLD_REACHED, now)
 
     # -- timed and manual transitions ------------------------------------------------------
 
@@ -194,24 +294,65 @@ class Breaker:
             and self.half_open_at is not None
             and now >= self.half_open_at
         ):
-            self._transition(BreakerState.HALF_OPEN, now)
+            self._fire(BreakerEvent.BREAK_ELAPSED, now)
 
     def force_open(self, now: float) -> None:
         """Reject every call until :meth:`reset`."""
-        self._transition(BreakerState.FORCED_OPEN, now)
+        self._fire(BreakerEvent.FORCE_OPEN, now)
 
     def force_closed(self, now: float) -> None:
         """Admit every call and ignore failures until :meth:`reset`."""
-        self._transition(BreakerState.FORCED_CLOSED, now)
+        self._fire(BreakerEvent.FORCE_CLOSED, now)
 
     def reset(self, now: float) -> None:
         """Back to closed with an empty window."""
-        self._transition(BreakerState.CLOSED, now)
+        self._fire(BreakerEvent.RESET, now)
+
+    @property
+    def idle_since(self) -> float:
+        """Since when nothing happened: the later of the last use and the last transition."""
+        return max(self.last_used, self.since)
 
     @property
     def evictable(self) -> bool:
-        """Whether the breaker holds nothing worth keeping: closed, no probes in flight."""
-        return self.state is BreakerState.CLOSED and self.probes == 0
+        """Whether dropping the breaker loses nothing: closed, nothing in flight.
+
+        A breaker with permits in flight is never evictable: its calls' outcomes are the
+        news it exists to hear (a call that hangs until its timeout is the failure).
+        """
+        return self.state is BreakerState.CLOSED and self.inflight == 0
+
+    def timer_due(self, now: float) -> float:
+        """When the actor should next call :meth:`on_timer` (``math.inf``: only on change)."""
+        state = self.state
+        if state is BreakerState.OPEN and self.half_open_at is not None:
+            return self.half_open_at
+        if state is BreakerState.CLOSED or state is BreakerState.HALF_OPEN:
+            if self.inflight:
+                # Releases do not wake the actor (that would cost every call an event):
+                # look again later instead.
+                return now + self.settings.idle_eviction
+            return self.idle_since + self.settings.idle_eviction
+        return math.inf
+
+    def on_timer(self, now: float) -> bool:
+        """Do what is due at ``now``; True when the breaker has expired and may be dropped.
+
+        Open → half-open after the break. Half-open with no probe for ``idle_eviction``
+        seconds → closed (:attr:`BreakerEvent.IDLE_EXPIRED`) and expired; closed and idle
+        as long → expired. Idle counts from :attr:`idle_since`, so a breaker that just
+        went half-open gets the full ``idle_eviction`` for a probe to arrive.
+        """
+        state = self.state
+        if state is BreakerState.OPEN:
+            self.half_open_if_due(now)
+            return False
+        if self.inflight or now < self.idle_since + self.settings.idle_eviction:
+            return False
+        if state is BreakerState.HALF_OPEN:
+            self._fire(BreakerEvent.IDLE_EXPIRED, now)
+            return True
+        return state is BreakerState.CLOSED
 
     def snapshot(self, now: float) -> BreakerSnapshot:
         """The state as of ``now`` (a break that is over reads as half-open)."""
@@ -230,26 +371,36 @@ class Breaker:
             probes_in_flight=self.probes,
             transitions=self.transitions,
             last_used=self.last_used,
+            calls_in_flight=self.inflight,
         )
 
     # -- internals -------------------------------------------------------------------------
 
-    def _open(self, now: float) -> None:
-        self._transition(BreakerState.OPEN, now)
-
-    def _transition(self, new: BreakerState, now: float) -> None:
+    def _fire(self, event: BreakerEvent, now: float) -> None:
         old = self.state
-        if new is old and new is not BreakerState.OPEN:
-            return
+        new = TRANSITIONS.get((old, event))
+        if new is None:
+            raise IllegalTransition(
+                f"internal error in cloudkit_trio: the breaker for {self.endpoint} got "
+                f"{event} while {old}, which its transition table does not allow; "
+                "please report this bug"
+            )
+        # Entering a state (or entering it again) starts a new era: outcomes of permits
+        # handed out before describe the old one and are not counted.
         self.state = new
+        self.since = now
         self.generation += 1
-        self.transitions += 1
+        self._permit = Permit(self.generation, probe=False)
+        self._probe_permit = Permit(self.generation, probe=True)
         self.probes = 0
         self.half_open_at = now + self.settings.break_duration if new is BreakerState.OPEN else None
         if new is BreakerState.CLOSED or new is BreakerState.FORCED_CLOSED:
             self._epochs = [-1] * _BUCKETS
             self._successes = [0] * _BUCKETS
             self._failures = [0] * _BUCKETS
+        if new is old:
+            return  # e.g. force_open twice: nothing changed that anyone needs to hear
+        self.transitions += 1
         if self.on_change is not None:
             self.on_change(self, old, new)
 

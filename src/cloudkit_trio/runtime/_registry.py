@@ -3,29 +3,59 @@
 Breakers are created on first use. Their state lives here, outside the actors, so the hot
 path reads it synchronously and a restarted actor picks it up where the old one left off.
 Each breaker's actor (a dynamic, transient child of the registry's supervisor) owns the
-breaker's timers: open → half-open after the break, and eviction once the breaker has
-been closed and idle for ``idle_eviction`` seconds. Open or half-open breakers are never
-evicted. At most ``max_endpoints`` breakers exist; past that the least recently used idle
-one is evicted, and when none is idle the new endpoint runs unprotected (logged).
+breaker's timers (:meth:`Breaker.timer_due`): open → half-open after the break, and
+expiry once the breaker has been closed, or half-open without a probe, for
+``idle_eviction`` seconds with no call in flight. Expired breakers are evicted; forced
+ones never are, and neither is a breaker whose calls are still running (their outcomes
+are what it is waiting for).
+
+Every endpoint gets a breaker while breakers are on. At ``max_endpoints`` a new endpoint
+makes room by evicting the least recently used breaker that is safe to drop (no calls in
+flight, not forced), closed before half-open before open: a closed breaker knows least,
+an open one most. When none is safe the registry goes over the bound for the time being;
+the extra breakers all have calls in flight, so they are bounded by the calls running,
+and the next new endpoint evicts back down to the bound once those calls are done.
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, assert_never
 
+import attrs
 import trio
 
 from ..actors import ChildSpec, Restart, Supervisor
 from ._breaker import Breaker, BreakerSnapshot, BreakerState
 
 if TYPE_CHECKING:
+    from ..actors import SupervisorHandle
     from ..spi import CircuitBreaker, Logger
     from ._events import RuntimeEvents
 
 __all__ = ["BreakerRegistry"]
+
+# Which breakers to drop first at the bound (lower first). Forced breakers are absent: an
+# operator's override must not vanish because other endpoints came along.
+_DROP_ORDER: Final = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+@attrs.frozen
+class _SpawnBreaker:
+    """Start the actor of ``endpoint``'s breaker (a no-op if it is gone or has one)."""
+
+    endpoint: str
+
+
+@attrs.frozen
+class _EvictBreaker:
+    """Stop the actor of ``endpoint``'s evicted breaker."""
+
+    endpoint: str
+
+
+_Request = _SpawnBreaker | _EvictBreaker
 
 
 class BreakerRegistry:
@@ -40,9 +70,10 @@ class BreakerRegistry:
         self._breakers: OrderedDict[str, Breaker] = OrderedDict()
         self._wakes: dict[str, trio.Event] = {}
         capacity = 2 * settings.max_endpoints if settings is not None else 1
-        self._requests_send, self._requests = trio.open_memory_channel[tuple[str, str]](capacity)
-        self.unprotected = 0
+        self._requests_send, self._requests = trio.open_memory_channel[_Request](capacity)
         self.evictions = 0
+        # How often a new endpoint found no breaker safe to drop (logged, rarely).
+        self._over_bound = 0
         self._child_ids: dict[str, str] = {}
         #: The breakers' supervisor: the registry actor first, then one actor per breaker.
         self.supervisor = Supervisor(
@@ -60,39 +91,49 @@ class BreakerRegistry:
     # -- the hot path ----------------------------------------------------------------------
 
     def get(self, endpoint: str) -> Breaker | None:
-        """The endpoint's breaker, created on first use; None if breakers are off or full."""
+        """The endpoint's breaker, created on first use; None only if breakers are off."""
         breaker = self._breakers.get(endpoint)
         if breaker is not None:
             self._breakers.move_to_end(endpoint)
             return breaker
         if self.settings is None:
             return None
-        return self._create(endpoint)
+        return self._create(endpoint, self.settings)
 
-    def _create(self, endpoint: str) -> Breaker | None:
-        assert self.settings is not None
-        if len(self._breakers) >= self.settings.max_endpoints and not self._evict_one_idle():
-            self.unprotected += 1
-            if self.unprotected == 1 or self.unprotected % 1000 == 0:
-                self._logger.warn(
-                    "breaker limit reached; endpoint runs without a circuit breaker",
-                    endpoint=endpoint,
-                    max_endpoints=self.settings.max_endpoints,
-                    unprotected_calls=self.unprotected,
-                )
-            return None
-        breaker = Breaker(endpoint, self.settings, trio.current_time(), self._changed)
+    def _create(self, endpoint: str, settings: CircuitBreaker) -> Breaker:
+        while len(self._breakers) >= settings.max_endpoints:
+            victim = self._safest_to_drop()
+            if victim is None:
+                self._over_bound += 1
+                if self._over_bound == 1 or self._over_bound % 1000 == 0:
+                    self._logger.warn(
+                        "breaker limit reached and every breaker has calls in flight or is "
+                        "forced; keeping one more until those calls finish",
+                        endpoint=endpoint,
+                        max_endpoints=settings.max_endpoints,
+                        breakers=len(self._breakers),
+                        times=self._over_bound,
+                    )
+                break
+            self.evict(victim)
+        breaker = Breaker(endpoint, settings, trio.current_time(), self._changed)
         self._breakers[endpoint] = breaker
         self._wakes[endpoint] = trio.Event()
-        self._request("spawn", endpoint)
+        self._request(_SpawnBreaker(endpoint))
         return breaker
 
-    def _evict_one_idle(self) -> bool:
+    def _safest_to_drop(self) -> str | None:
+        # Least recently used first; stops at the first closed one, which is the common case.
+        best: str | None = None
+        best_rank = len(_DROP_ORDER)
         for endpoint, breaker in self._breakers.items():
-            if breaker.evictable:
-                self.evict(endpoint)
-                return True
-        return False
+            rank = _DROP_ORDER.get(breaker.state)
+            if rank is None or breaker.inflight or rank >= best_rank:
+                continue
+            if rank == 0:
+                return endpoint
+            best, best_rank = endpoint, rank
+        return best
 
     def evict(self, endpoint: str) -> None:
         """Forget ``endpoint``'s breaker and stop its actor."""
@@ -102,15 +143,20 @@ class BreakerRegistry:
         wake = self._wakes.pop(endpoint, None)
         if wake is not None:
             wake.set()
-        self._request("evict", endpoint)
+        self._request(_EvictBreaker(endpoint))
 
-    def _request(self, kind: str, endpoint: str) -> None:
+    def _request(self, request: _Request) -> None:
         try:
-            self._requests_send.send_nowait((kind, endpoint))
+            self._requests_send.send_nowait(request)
         except trio.WouldBlock:
             # The breaker still works without its actor: acquire() moves an open breaker
-            # to half-open lazily. Only its eviction timer is lost.
-            self._logger.warn("breaker registry queue full", endpoint=endpoint, request=kind)
+            # to half-open lazily, and the bound evicts it when room is needed. Only its
+            # expiry timer is lost.
+            self._logger.warn(
+                "breaker registry queue full",
+                endpoint=request.endpoint,
+                request=type(request).__name__,
+            )
 
     def _changed(self, breaker: Breaker, old: BreakerState, new: BreakerState) -> None:
         self._events.breaker_transition(breaker.endpoint, old.value, new.value)
@@ -127,13 +173,11 @@ class BreakerRegistry:
                 "circuit breakers are disabled for this context; enable them with "
                 "CloudContext.builder(...).circuit_breaker(CircuitBreaker())"
             )
-        breaker = self.get(endpoint)
-        if breaker is None:
-            raise RuntimeError(
-                f"no breaker can be created for {endpoint}: all {self.settings.max_endpoints} "
-                "breakers are open or half-open"
-            )
-        return breaker
+        breaker = self._breakers.get(endpoint)
+        if breaker is not None:
+            self._breakers.move_to_end(endpoint)
+            return breaker
+        return self._create(endpoint, self.settings)
 
     def snapshots(self) -> tuple[BreakerSnapshot, ...]:
         now = trio.current_time()
@@ -156,53 +200,52 @@ class BreakerRegistry:
         # After a restart, breakers that survived get their actors back.
         self._child_ids.clear()
         for endpoint in list(self._breakers):
-            self._request("spawn", endpoint)
+            self._request(_SpawnBreaker(endpoint))
         task_status.started()
-        async for kind, endpoint in self._requests:
-            if kind == "spawn":
-                if endpoint in self._breakers and endpoint not in self._child_ids:
-                    child_id = self._child_ids[endpoint] = f"breaker:{endpoint}"
-                    if child_id in (child.id for child in handle.which_children()):
-                        continue  # still running from before a registry restart
-                    await handle.start_child(
-                        ChildSpec(
-                            child_id,
-                            partial(self._breaker_actor, endpoint),
-                            restart=Restart.TRANSIENT,
-                            shutdown=1.0,
-                        )
-                    )
-            else:
-                child_id_or_none = self._child_ids.pop(endpoint, None)
-                if child_id_or_none is not None:
-                    await handle.terminate_child(child_id_or_none)
-                    await handle.delete_child(child_id_or_none)
+        async for request in self._requests:
+            match request:
+                case _SpawnBreaker(endpoint):
+                    await self._spawn(handle, endpoint)
+                case _EvictBreaker(endpoint):
+                    child_id = self._child_ids.pop(endpoint, None)
+                    if child_id is not None:
+                        await handle.terminate_child(child_id)
+                        await handle.delete_child(child_id)
+                case _:
+                    assert_never(request)
+
+    async def _spawn(self, handle: SupervisorHandle, endpoint: str) -> None:
+        if endpoint not in self._breakers or endpoint in self._child_ids:
+            return
+        child_id = self._child_ids[endpoint] = f"breaker:{endpoint}"
+        if child_id in (child.id for child in handle.which_children()):
+            return  # still running from before a registry restart
+        await handle.start_child(
+            ChildSpec(
+                child_id,
+                partial(self._breaker_actor, endpoint),
+                restart=Restart.TRANSIENT,
+                shutdown=1.0,
+            )
+        )
 
     async def _breaker_actor(
         self, endpoint: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
-        settings = self.settings
-        assert settings is not None
         while True:
             breaker = self._breakers.get(endpoint)
             wake = self._wakes.get(endpoint)
             if breaker is None or wake is None:
                 return  # evicted: nothing left to time
-            if breaker.state is BreakerState.OPEN and breaker.half_open_at is not None:
-                due = breaker.half_open_at
-            elif breaker.evictable:
-                due = breaker.last_used + settings.idle_eviction
-            else:
-                due = math.inf
-            with trio.move_on_at(due):
+            with trio.move_on_at(breaker.timer_due(trio.current_time())):
                 await wake.wait()
             if wake.is_set():
-                self._wakes[endpoint] = trio.Event()
+                # A transition or an eviction: look at the breaker afresh. An evicted
+                # breaker's wake is gone, or belongs to its successor: leave it be.
+                if self._wakes.get(endpoint) is wake:
+                    self._wakes[endpoint] = trio.Event()
                 continue
-            now = trio.current_time()
-            if breaker.state is BreakerState.OPEN:
-                breaker.half_open_if_due(now)
-            elif breaker.evictable and now >= breaker.last_used + settings.idle_eviction:
+            if breaker.on_timer(trio.current_time()):
                 self.evict(endpoint)
                 return

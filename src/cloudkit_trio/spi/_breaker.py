@@ -45,8 +45,14 @@ class CircuitBreaker:
     ``minimum_throughput=10`` because both anchors' 100 would almost never trip on one
     client's traffic to one endpoint; ``sampling_window=30`` s and ``break_duration=5`` s
     as Polly, so an endpoint that recovers is used again quickly; ``half_open_probes=1``
-    as Polly, one trial call instead of a stampede. Idle, closed breakers are evicted
-    after ``idle_eviction`` seconds; at most ``max_endpoints`` breakers exist at once.
+    as Polly, one trial call instead of a stampede. The failure share is compared as an
+    exact fraction (7 failures of 25 reach 0.28).
+
+    Idle breakers (closed, or half-open without a probe) with no calls in flight are
+    evicted after ``idle_eviction`` seconds. At ``max_endpoints`` the least recently used
+    breaker without calls in flight makes room (closed first, then half-open, then open),
+    so every endpoint keeps a breaker; the bound is exceeded only while every breaker has
+    calls in flight or is forced by an operator.
 
     .. versionadded:: 0.1.0
     """
