@@ -28,10 +28,13 @@ import attrs
 import httpx
 import trio
 
+from .._config import CloudConfig
+from .._provider import ProviderType
 from ..actors import ChildSpec, Supervisor, SupervisorEvent, SupervisorHandle
 from ..actors import EventKind as SupervisorEventKind
 from ..spi import AuthProvider, CircuitBreaker, Logger, MetricsCollector, RetryPolicy
 from ..transport._h11_transport import PooledTransport
+from ..transport._signing import RequestSigner
 from ._admission import Admission
 from ._aggregator import MetricsAggregator
 from ._attempt import Attempts
@@ -46,9 +49,6 @@ from ._runner import OperationRunner
 from ._targets import Targets
 
 if TYPE_CHECKING:
-    from .._config import CloudConfig
-    from .._provider import ProviderType
-    from ..transport._signing import RequestSigner
     from ._queue import Queued
 
 __all__ = ["Runtime", "RuntimeSettings"]
@@ -226,7 +226,7 @@ class Runtime:
                 await trio.sleep(_DRAIN_POLL)
 
     def _stop_accepting(self) -> list[Queued]:
-        """Steps 1–2, synchronous: refuse, close and empty the queue, cancel what runs."""
+        """Steps 1 and 2, synchronous: refuse, close and empty the queue, cancel what runs."""
         self.lifecycle.begin_closing()
         taken = self.queue.close_and_take_all()
         self.lifecycle.cancel_operations()
@@ -281,4 +281,3 @@ def _transport(settings: RuntimeSettings) -> httpx.AsyncBaseTransport:
             )
         )
     return PooledTransport(max_connections_per_endpoint=config.max_concurrency_per_endpoint)
-

@@ -14,6 +14,7 @@ and may hold a secret.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Mapping
 from typing import Final, TextIO
@@ -54,14 +55,13 @@ class Containment:
         count = self._counts.get(spi, 0) + 1
         self._counts[spi] = count
         if count == 1:
-            try:
+            # If stderr itself is gone, nothing is left to tell.
+            with contextlib.suppress(Exception):
                 self._stream().write(
                     f"cloudkit_trio: {spi}.{method} raised {type(exc).__qualname__}; the "
                     "runtime carried on. Further failures of this extension point are "
                     "counted (snapshot().spi_failures, metric spi_failures), not printed.\n"
                 )
-            except Exception:  # noqa: S110 - stderr itself is gone: nothing is left to tell
-                pass
 
     def failures(self) -> Mapping[str, int]:
         """Failures so far, per SPI."""

@@ -114,7 +114,9 @@ class Router:
                     operation=operation.name,
                 )
             )
-            await self._deliver_bounded(submission, Reply(submission.correlation_id, error=abandoned))
+            await self._deliver_bounded(
+                submission, Reply(submission.correlation_id, error=abandoned)
+            )
             raise
         else:
             reply = Reply(submission.correlation_id, response=response)
@@ -127,7 +129,9 @@ class Router:
             self.received += 1
             self.refused += 1
             self._runner.report_refused(submission.operation, queued.accepted_at)
-            await self._deliver_bounded(submission, Reply(submission.correlation_id, error=_closed()))
+            await self._deliver_bounded(
+                submission, Reply(submission.correlation_id, error=_closed())
+            )
 
     async def _deliver(self, submission: Submission, reply: Reply) -> None:
         """Send the one reply; count it as undeliverable if the caller is gone."""

@@ -278,9 +278,7 @@ class OperationRunner:
             )
         )
 
-    async def _start(
-        self, flight: Flight, *, stream: bool
-    ) -> tuple[httpx.Response, bytes, int]:
+    async def _start(self, flight: Flight, *, stream: bool) -> tuple[httpx.Response, bytes, int]:
         """Admission and attempts inside the operation's scope; returns holding the slots."""
         if self._lifecycle.cancelled:
             raise self._closed(flight, "started")
