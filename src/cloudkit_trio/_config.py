@@ -13,6 +13,7 @@ import attrs
 
 from ._errors import ConfigError
 from ._provider import ProviderType, Region, validate_region_code
+from ._validation import count, seconds
 
 __all__ = ["CloudConfig"]
 
@@ -113,42 +114,6 @@ def _check_endpoint(_instance: object, _attribute: object, value: str | None) ->
         )
 
 
-def _positive_seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            f"{attribute.name} must be a number of seconds, got {type(value).__name__}",
-            field=attribute.name,
-            value=value,
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(
-            f"{attribute.name} must be a finite number of seconds > 0, got {value!r}",
-            field=attribute.name,
-            value=value,
-        )
-
-
-def _non_negative_int(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            f"{attribute.name} must be an int, got {type(value).__name__}",
-            field=attribute.name,
-            value=value,
-        )
-    if value < 0:
-        raise ConfigError(
-            f"{attribute.name} must be >= 0, got {value!r}", field=attribute.name, value=value
-        )
-
-
-def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    _non_negative_int(_instance, attribute, value)
-    if value == 0:
-        raise ConfigError(
-            f"{attribute.name} must be >= 1, got {value!r}", field=attribute.name, value=value
-        )
-
-
 def _freeze_parameters(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return types.MappingProxyType(dict(value or {}))
 
@@ -205,20 +170,16 @@ class CloudConfig:
         default=DEFAULT_REGION, converter=_to_region_code, validator=_check_region
     )
     endpoint: str | None = attrs.field(default=None, validator=_check_endpoint)
-    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_positive_seconds)
-    connect_timeout: float = attrs.field(
-        default=DEFAULT_CONNECT_TIMEOUT, validator=_positive_seconds
-    )
-    max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES, validator=_non_negative_int)
-    queue_size: int = attrs.field(default=DEFAULT_QUEUE_SIZE, validator=_positive_int)
-    max_concurrency: int = attrs.field(default=DEFAULT_MAX_CONCURRENCY, validator=_positive_int)
+    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=seconds())
+    connect_timeout: float = attrs.field(default=DEFAULT_CONNECT_TIMEOUT, validator=seconds())
+    max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES, validator=count(minimum=0))
+    queue_size: int = attrs.field(default=DEFAULT_QUEUE_SIZE, validator=count())
+    max_concurrency: int = attrs.field(default=DEFAULT_MAX_CONCURRENCY, validator=count())
     max_concurrency_per_endpoint: int = attrs.field(
-        default=DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT, validator=_positive_int
+        default=DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT, validator=count()
     )
-    metrics_queue_size: int = attrs.field(
-        default=DEFAULT_METRICS_QUEUE_SIZE, validator=_positive_int
-    )
-    shutdown_grace: float = attrs.field(default=DEFAULT_SHUTDOWN_GRACE, validator=_positive_seconds)
+    metrics_queue_size: int = attrs.field(default=DEFAULT_METRICS_QUEUE_SIZE, validator=count())
+    shutdown_grace: float = attrs.field(default=DEFAULT_SHUTDOWN_GRACE, validator=seconds())
     parameters: Mapping[str, str] = attrs.field(
         factory=dict,
         converter=_freeze_parameters,

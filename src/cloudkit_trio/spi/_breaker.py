@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 from .._errors import CircuitOpenError, CloudError, ConfigError
+from .._validation import check_count, check_number, check_seconds
 from ._retry import (
     DO_NOT_RETRY,
     ExponentialBackoff,
     RetryDecision,
     RetryPolicy,
-    check_attempts,
-    check_seconds,
 )
 
 __all__ = ["CircuitBreaker"]
-
-
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"CircuitBreaker.{name} must be an int >= 1, got {value!r}", field=name, value=value
-        )
-    return value
 
 
 class CircuitBreaker:
@@ -92,31 +81,19 @@ class CircuitBreaker:
             raise TypeError(
                 f"CircuitBreaker.inner must implement RetryPolicy, got {type(inner).__name__}"
             )
-        check_attempts("CircuitBreaker.inner", inner.max_attempts)
+        check_count("CircuitBreaker.inner.max_attempts", inner.max_attempts)
         self.inner = inner
-        if (
-            isinstance(failure_ratio, bool)
-            or not isinstance(failure_ratio, int | float)
-            or not (math.isfinite(failure_ratio) and 0 < failure_ratio <= 1)
-        ):
-            raise ConfigError(
-                f"CircuitBreaker.failure_ratio must be in (0, 1], got {failure_ratio!r}",
-                field="failure_ratio",
-                value=failure_ratio,
-            )
-        self.failure_ratio = float(failure_ratio)
-        self.minimum_throughput = _positive_int("minimum_throughput", minimum_throughput)
-        self.sampling_window = check_seconds(
-            "CircuitBreaker", "sampling_window", sampling_window, allow_zero=False
+        self.failure_ratio = check_number(
+            "CircuitBreaker.failure_ratio", failure_ratio, minimum=0.0, above=True, maximum=1.0
         )
-        self.break_duration = check_seconds(
-            "CircuitBreaker", "break_duration", break_duration, allow_zero=False
+        self.minimum_throughput = check_count(
+            "CircuitBreaker.minimum_throughput", minimum_throughput
         )
-        self.half_open_probes = _positive_int("half_open_probes", half_open_probes)
-        self.idle_eviction = check_seconds(
-            "CircuitBreaker", "idle_eviction", idle_eviction, allow_zero=False
-        )
-        self.max_endpoints = _positive_int("max_endpoints", max_endpoints)
+        self.sampling_window = check_seconds("CircuitBreaker.sampling_window", sampling_window)
+        self.break_duration = check_seconds("CircuitBreaker.break_duration", break_duration)
+        self.half_open_probes = check_count("CircuitBreaker.half_open_probes", half_open_probes)
+        self.idle_eviction = check_seconds("CircuitBreaker.idle_eviction", idle_eviction)
+        self.max_endpoints = check_count("CircuitBreaker.max_endpoints", max_endpoints)
 
     @property
     def max_attempts(self) -> int:

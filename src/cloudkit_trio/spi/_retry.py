@@ -10,6 +10,7 @@ from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
 import attrs
 
 from .._errors import CircuitOpenError, CloudError, ConfigError, RateLimited, ServiceUnavailable
+from .._validation import check_count, check_number, check_seconds
 
 __all__ = [
     "DO_NOT_RETRY",
@@ -22,8 +23,6 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "check_attempt",
-    "check_attempts",
-    "check_seconds",
     "server_hint",
 ]
 
@@ -112,29 +111,6 @@ class Jitter(enum.Enum):
     DECORRELATED = "decorrelated"
 
 
-def check_seconds(owner: str, name: str, value: float, *, allow_zero: bool = True) -> float:
-    """Validate a duration argument, raising :class:`ConfigError` naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(
-            f"{owner}.{name} must be finite seconds, got {value!r}", field=name, value=value
-        )
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{owner}.{name} must be {bound}, got {value!r}", field=name, value=value)
-    return float(value)
-
-
-def check_attempts(owner: str, value: int) -> int:
-    """Validate ``max_attempts`` (an int >= 1)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            f"{owner}.max_attempts must be an int >= 1, got {value!r}",
-            field="max_attempts",
-            value=value,
-        )
-    return value
-
-
 def check_attempt(attempt: int) -> None:
     """Reject an ``attempt`` argument that is not a positive int."""
     if isinstance(attempt, bool) or not isinstance(attempt, int):
@@ -191,8 +167,8 @@ class ExponentialBackoff:
         random: RandomSource | None = None,
     ) -> None:
         name = "ExponentialBackoff"
-        self.initial_delay = check_seconds(name, "initial_delay", initial_delay)
-        self.max_delay = check_seconds(name, "max_delay", max_delay)
+        self.initial_delay = check_seconds(f"{name}.initial_delay", initial_delay, allow_zero=True)
+        self.max_delay = check_seconds(f"{name}.max_delay", max_delay, allow_zero=True)
         if self.max_delay < self.initial_delay:
             raise ConfigError(
                 f"ExponentialBackoff.max_delay ({max_delay!r}) must be >= initial_delay "
@@ -200,18 +176,8 @@ class ExponentialBackoff:
                 field="max_delay",
                 value=max_delay,
             )
-        if (
-            isinstance(multiplier, bool)
-            or not isinstance(multiplier, int | float)
-            or not (math.isfinite(multiplier) and multiplier >= 1)
-        ):
-            raise ConfigError(
-                f"ExponentialBackoff.multiplier must be a finite number >= 1, got {multiplier!r}",
-                field="multiplier",
-                value=multiplier,
-            )
-        self.multiplier = float(multiplier)
-        self.max_attempts = check_attempts(name, max_attempts)
+        self.multiplier = check_number("ExponentialBackoff.multiplier", multiplier, minimum=1.0)
+        self.max_attempts = check_count(f"{name}.max_attempts", max_attempts)
         if not isinstance(jitter, Jitter):
             raise ConfigError(
                 f"ExponentialBackoff.jitter must be a Jitter member, got {jitter!r}",
@@ -274,8 +240,8 @@ class FixedDelay:
     __slots__ = ("delay", "max_attempts")
 
     def __init__(self, delay: float = 1.0, max_attempts: int = 3) -> None:
-        self.delay = check_seconds("FixedDelay", "delay", delay)
-        self.max_attempts = check_attempts("FixedDelay", max_attempts)
+        self.delay = check_seconds("FixedDelay.delay", delay, allow_zero=True)
+        self.max_attempts = check_count("FixedDelay.max_attempts", max_attempts)
 
     def should_retry(self, error: CloudError, attempt: int) -> RetryDecision:
         check_attempt(attempt)
