@@ -217,13 +217,16 @@ class Runtime:
 
     async def _drain(self) -> None:
         """Let queued and running operations finish."""
-        runner, queue = self.runner, self.queue
-        while runner.inflight or queue.depth:
+        runner, queue, router = self.runner, self.queue, self.router
+        while True:
             if runner.inflight:
                 await runner.wait_idle()
-            else:
-                # Queued work waits for a worker that is still delivering a reply.
+            elif queue.depth or not router.idle:
+                # A worker holds a submission it has not started yet, or queued work
+                # waits for a worker that is still delivering a reply.
                 await trio.sleep(_DRAIN_POLL)
+            else:
+                return
 
     def _stop_accepting(self) -> list[Queued]:
         """Steps 1 and 2, synchronous: refuse, close and empty the queue, cancel what runs."""

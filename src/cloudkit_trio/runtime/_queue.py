@@ -60,6 +60,11 @@ class SubmissionQueue:
     def depth(self) -> int:
         return self._send.statistics().current_buffer_used
 
+    @property
+    def receivers_waiting(self) -> int:
+        """Tasks parked in :meth:`receive`."""
+        return self._receive.statistics().tasks_waiting_receive
+
     def channel(self) -> SubmissionChannel:
         """A new send channel on the queue for one producer."""
         self._lifecycle.check_open("no submission channel is handed out")

@@ -63,6 +63,7 @@ class Router:
         self._runner = runner
         self._lifecycle = lifecycle
         self._workers = workers
+        self._live = 0
         self.received = 0
         self.replied = 0
         self.undeliverable = 0
@@ -87,13 +88,27 @@ class Router:
         # permanent child's exit and be restarted, so wait for the supervisor instead.
         await trio.sleep_forever()
 
+    @property
+    def idle(self) -> bool:
+        """Whether every worker is waiting for a submission (none holds one).
+
+        Counted from the queue's parked receivers, not from the workers' own view: a
+        submission handed to a parked worker that has not resumed yet is in nobody's hands
+        but the worker's, and must not read as idle.
+        """
+        return self._queue.receivers_waiting == self._live
+
     async def _worker(self) -> None:
-        while True:
-            queued = await self._queue.receive()
-            if queued is None:
-                return
-            self.received += 1
-            await self._serve(queued)
+        self._live += 1
+        try:
+            while True:
+                queued = await self._queue.receive()
+                if queued is None:
+                    return
+                self.received += 1
+                await self._serve(queued)
+        finally:
+            self._live -= 1
 
     async def _serve(self, queued: Queued) -> None:
         submission = queued.submission
