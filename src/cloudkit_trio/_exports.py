@@ -1,27 +1,11 @@
-"""Helpers for the thin public modules."""
+"""Helpers for the thin public modules.
+
+``publish`` is defined with the generic actor runtime (the lowest layer, which may import
+nothing of ours) and re-exported here for the other packages.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from .actors._exports import publish
 
 __all__ = ["publish"]
-
-
-def publish(module_name: str, namespace: Mapping[str, object], names: Iterable[str]) -> None:
-    """Rewrite ``__module__`` of re-exported classes and functions to the public module.
-
-    Tracebacks, reprs and docs then say ``cloudkit_trio.CircuitOpenError`` instead of the
-    private module it is defined in.
-    """
-    for name in names:
-        obj = namespace[name]
-        module = getattr(obj, "__module__", None)
-        if (
-            isinstance(module, str)
-            and module.startswith("cloudkit_trio.")
-            and ("._" in module or module.split(".")[-1].startswith("_"))
-        ):
-            try:
-                obj.__module__ = module_name
-            except (AttributeError, TypeError):  # pragma: no cover - builtins, constants
-                continue

@@ -6,7 +6,6 @@ within a restart intensity, and stops them in reverse order with a per-child bud
 :class:`ActorRef` callers hold stays valid across restarts. Nothing here knows about clouds.
 """
 
-from .._exports import publish
 from ._actor import Actor, ActorContext, ActorSpec, actor_child
 from ._backoff import RandomSource, RestartBackoff
 from ._errors import (
@@ -22,7 +21,9 @@ from ._errors import (
     SupervisorNotRunning,
     TooManyChildren,
 )
+from ._exports import publish
 from ._handle import SupervisorHandle
+from ._logging import SupervisorLogger
 from ._mailbox import ActorRef, Overflow
 from ._snapshot import (
     ChildInfo,
@@ -71,6 +72,7 @@ __all__ = [
     "Supervisor",
     "SupervisorEvent",
     "SupervisorHandle",
+    "SupervisorLogger",
     "SupervisorNotRunning",
     "SupervisorSnapshot",
     "TooManyChildren",

@@ -1,7 +1,12 @@
-"""Restart backoff: wait longer between consecutive restarts of a child that keeps failing."""
+"""Restart backoff: wait longer between consecutive restarts of a child that keeps failing.
+
+:func:`exponential_delay` is the package's one "exponential, capped" formula; the retry
+policies and the credential refresher use it too.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Protocol
 
@@ -9,7 +14,45 @@ import attrs
 
 from ._spec import check_duration
 
-__all__ = ["RandomSource", "RestartBackoff"]
+__all__ = ["RandomSource", "RestartBackoff", "exponential_delay"]
+
+
+def exponential_delay(n: int, *, initial: float, multiplier: float, maximum: float) -> float:
+    """``min(maximum, initial * multiplier ** n)``: the delay after ``n`` growth steps.
+
+    ``n`` counts from 0 (``initial`` itself). For any ``n`` the result is that minimum
+    (to within a rounding where the two meet): the power is not computed once it would
+    pass the cap, so a huge ``n`` neither overflows nor takes time. ``initial`` above
+    ``maximum`` gives ``maximum``; ``initial == 0`` gives 0; ``maximum`` may be ``inf``.
+
+    Raises:
+        ValueError: ``n < 0``, ``multiplier < 1`` or not finite, or ``initial`` or
+            ``maximum`` negative (or NaN).
+    """
+    if n < 0:
+        raise ValueError(f"n counts growth steps from 0, got {n}")
+    if not 1.0 <= multiplier < math.inf:
+        raise ValueError(f"multiplier must be finite and >= 1, got {multiplier!r}")
+    if not (initial >= 0.0 and maximum >= 0.0):
+        raise ValueError(f"initial and maximum must be >= 0, got {initial!r}, {maximum!r}")
+    if initial >= maximum:
+        return float(maximum)
+    if n == 0 or initial == 0.0 or multiplier == 1.0:
+        return float(initial)
+    # initial * multiplier**n >= maximum exactly when n >= log(maximum/initial)/log(multiplier);
+    # taking the logs apart keeps a tiny initial from overflowing the ratio.
+    if n >= (math.log(maximum) - math.log(initial)) / math.log(multiplier):
+        return float(maximum)
+    try:
+        return float(min(initial * multiplier**n, maximum))
+    except OverflowError:
+        pass
+    # The power alone overflows although the product stays below the cap (a tiny initial,
+    # or no cap at all): go through the logarithms.
+    try:
+        return min(math.exp(math.log(initial) + n * math.log(multiplier)), maximum)
+    except OverflowError:
+        return float(maximum)
 
 
 class RandomSource(Protocol):
@@ -32,6 +75,9 @@ class RestartBackoff:
     ``n = 0``. While a child waits it is ``RESTARTING``; its mailbox, if it is an actor,
     keeps queueing. Restart intensity is counted when a restart is decided, not when it
     happens.
+
+    Should ``random`` raise, the supervisor restarts without jitter (and counts it in
+    :attr:`SupervisorSnapshot.hook_failures`); a value outside ``[0, jitter]`` is clamped.
 
     Args:
         initial: Delay before the first restart.
@@ -72,17 +118,20 @@ class RestartBackoff:
         """The uptime that resets the failure count (``reset_after`` or ``max_delay``)."""
         return self.max_delay if self.reset_after is None else self.reset_after
 
-    def delay(self, consecutive: int) -> float:
-        """Seconds to wait before restart number ``consecutive`` (0 for the first)."""
+    def base_delay(self, consecutive: int) -> float:
+        """Seconds before restart number ``consecutive`` (0 for the first), before jitter."""
         if consecutive < 0:
             raise ValueError(f"consecutive counts restarts from 0, got {consecutive}")
-        # Stop multiplying once past the cap: huge exponents would overflow a float.
-        base = self.initial
-        for _ in range(consecutive):
-            base *= self.multiplier
-            if base >= self.max_delay:
-                break
-        base = min(base, self.max_delay)
-        if self.jitter:
-            base *= 1.0 + self.random.uniform(0.0, self.jitter)
-        return base
+        return exponential_delay(
+            consecutive, initial=self.initial, multiplier=self.multiplier, maximum=self.max_delay
+        )
+
+    def delay(self, consecutive: int) -> float:
+        """Seconds to wait before restart number ``consecutive`` (0 for the first)."""
+        base = self.base_delay(consecutive)
+        if not self.jitter:
+            return base
+        extra = self.random.uniform(0.0, self.jitter)
+        if not 0.0 <= extra <= self.jitter:  # a random source gone wrong; NaN lands on 0
+            extra = self.jitter if extra > self.jitter else 0.0
+        return base * (1.0 + extra)

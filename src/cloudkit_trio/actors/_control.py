@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, assert_never
 
 import trio
 
-from ..spi import LogEntry, LogLevel
 from ._calls import DeadlineTimer
 from ._child import Child, ChildStatus, Exit, ExitKind, ManagedTarget
+from ._commands import (
+    DeleteChild,
+    PendingCommand,
+    RestartChild,
+    StartChild,
+    TerminateChild,
+)
+from ._contain import Failure, UserCode
 from ._errors import (
     ChildNotFound,
     ChildRunning,
@@ -35,7 +42,8 @@ from ._errors import (
     TooManyChildren,
 )
 from ._groups import first_fatal
-from ._handle import Command, SupervisorHandle
+from ._handle import SupervisorHandle
+from ._logging import Level, log_at
 from ._snapshot import (
     ChildInfo,
     ChildState,
@@ -47,6 +55,7 @@ from ._snapshot import (
 from ._spec import ChildSpec, Restart, Stoppable, Strategy
 
 if TYPE_CHECKING:
+    from ._backoff import RestartBackoff
     from ._supervisor import Supervisor
 
 __all__ = ["SupervisorRun"]
@@ -67,7 +76,7 @@ class SupervisorRun:
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
         self.children: list[Child] = [self._new_child(spec) for spec in supervisor.specs]
-        self.inbox: deque[tuple[Child, Exit] | Command] = deque()
+        self.inbox: deque[tuple[Child, Exit] | PendingCommand] = deque()
         self.wake = trio.Event()
         self.finished = trio.Event()
         self.timer = DeadlineTimer()
@@ -87,7 +96,7 @@ class SupervisorRun:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def post(self, item: tuple[Child, Exit] | Command) -> None:
+    def post(self, item: tuple[Child, Exit] | PendingCommand) -> None:
         self.inbox.append(item)
         self.wake.set()
 
@@ -125,10 +134,14 @@ class SupervisorRun:
         child.removed = True
         self.children.remove(child)
 
+    def _log(self, level: Level, message: str, /, **fields: object) -> None:
+        """Log through the supervisor's logger; a logger that raises is contained."""
+        self.sup._containment.call(UserCode.LOGGER, log_at, self.sup.logger, level, message, fields)
+
     def _report(
         self,
         kind: EventKind,
-        level: LogLevel,
+        level: Level,
         message: str,
         child: Child | None = None,
         *,
@@ -137,18 +150,16 @@ class SupervisorRun:
     ) -> None:
         sup = self.sup
         now = trio.current_time()
-        logger = sup.logger
-        if logger.is_enabled(level):
-            fields: dict[str, object] = {"supervisor": sup.name, "event": kind.value}
-            if child is not None:
-                fields["child"] = child.id
-                fields["restarts"] = child.restarts
-            if failure is not None:
-                fields["error_type"] = failure.type_name
-                fields["error"] = failure.message
-            if delay is not None:
-                fields["delay"] = round(delay, 6)
-            logger.log(LogEntry(level, message, fields))
+        fields: dict[str, object] = {"supervisor": sup.name, "event": kind.value}
+        if child is not None:
+            fields["child"] = child.id
+            fields["restarts"] = child.restarts
+        if failure is not None:
+            fields["error_type"] = failure.type_name
+            fields["error"] = failure.message
+        if delay is not None:
+            fields["delay"] = round(delay, 6)
+        self._log(level, message, **fields)
         hook = sup.on_event
         if hook is not None:
             event = SupervisorEvent(
@@ -160,15 +171,23 @@ class SupervisorRun:
                 failure=failure,
                 delay=delay,
             )
-            try:
-                hook(event)
-            except Exception as exc:  # a broken metrics hook must not take the tree down
-                logger.error(
+            outcome = sup._containment.call(UserCode.ON_EVENT, hook, event)
+            if isinstance(outcome, Failure):
+                # The type only: the message is the hook's text and may hold a secret.
+                self._log(
+                    Level.ERROR,
                     "supervisor event hook failed",
                     supervisor=sup.name,
-                    error_type=type(exc).__name__,
-                    error=str(exc),
+                    event=kind.value,
+                    error_type=outcome.type_name,
                 )
+
+    def _restart_delay(self, backoff: RestartBackoff, consecutive: int) -> float:
+        """The backoff's delay; without jitter when its random source fails."""
+        delay = self.sup._containment.call(UserCode.RANDOM, backoff.delay, consecutive)
+        if isinstance(delay, Failure):
+            return backoff.base_delay(consecutive)
+        return delay
 
     # -- the control task ----------------------------------------------------------------
 
@@ -182,7 +201,7 @@ class SupervisorRun:
                 if await self._start_initial():
                     self.accepting = True
                     task_status.started(self.sup.handle)
-                    self._report(EventKind.SUPERVISOR_STARTED, LogLevel.DEBUG, "supervisor started")
+                    self._report(EventKind.SUPERVISOR_STARTED, Level.DEBUG, "supervisor started")
                     await self._loop()
                 await self._shutdown()
             except trio.Cancelled:
@@ -209,7 +228,7 @@ class SupervisorRun:
         self.timer_scope.cancel()
         while self.inbox:
             item = self.inbox.popleft()
-            if isinstance(item, Command):
+            if isinstance(item, PendingCommand):
                 item.finish(error=SupervisorNotRunning(f"supervisor {self.sup.name!r} stopped"))
 
     async def _start_initial(self) -> bool:
@@ -219,7 +238,7 @@ class SupervisorRun:
             failure = self._exit_failure(child)
             self._report(
                 EventKind.START_FAILED,
-                LogLevel.ERROR,
+                Level.ERROR,
                 "child failed to start",
                 child,
                 failure=failure,
@@ -261,7 +280,7 @@ class SupervisorRun:
                     await self.wake.wait()
                 continue
             item = self.inbox.popleft()
-            if isinstance(item, Command):
+            if isinstance(item, PendingCommand):
                 await self._execute(item)
             else:
                 await self._on_exit(*item)
@@ -304,7 +323,7 @@ class SupervisorRun:
         child.value = status.value
         child.state = ChildState.RUNNING
         child.started_at = trio.current_time()
-        self._report(EventKind.CHILD_STARTED, LogLevel.DEBUG, "child started", child)
+        self._report(EventKind.CHILD_STARTED, Level.DEBUG, "child started", child)
         return True
 
     async def _child_task(
@@ -361,7 +380,7 @@ class SupervisorRun:
         if exit_.kind is ExitKind.FATAL:
             self._report(
                 EventKind.CHILD_STOPPED,
-                LogLevel.WARN,
+                Level.WARN,
                 "child raised KeyboardInterrupt/SystemExit; stopping the supervisor",
                 child,
                 failure=None
@@ -377,10 +396,10 @@ class SupervisorRun:
         if failed:
             failure = self._exit_failure(child)
             self._report(
-                EventKind.CHILD_FAILED, LogLevel.ERROR, "child failed", child, failure=failure
+                EventKind.CHILD_FAILED, Level.ERROR, "child failed", child, failure=failure
             )
         else:
-            self._report(EventKind.CHILD_EXITED, LogLevel.INFO, "child exited", child)
+            self._report(EventKind.CHILD_EXITED, Level.INFO, "child exited", child)
         restart = child.spec.restart
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and not failed):
             if child.managed is not None:
@@ -416,7 +435,7 @@ class SupervisorRun:
             started_at = child.started_at
             if started_at is not None and now - started_at >= backoff.effective_reset_after:
                 child.consecutive = 0
-            delay = backoff.delay(child.consecutive)
+            delay = self._restart_delay(backoff, child.consecutive)
             child.consecutive += 1
         group = self._affected(child)
         for sibling in reversed(group):
@@ -433,7 +452,7 @@ class SupervisorRun:
             member.restart_due = due
             self._report(
                 EventKind.CHILD_RESTARTING,
-                LogLevel.WARN,
+                Level.WARN,
                 "child restarting",
                 member,
                 delay=delay,
@@ -454,7 +473,7 @@ class SupervisorRun:
         self.outcome = outcome
         self._report(
             EventKind.INTENSITY_EXCEEDED,
-            LogLevel.ERROR,
+            Level.ERROR,
             "restart intensity exceeded; stopping all children",
             child,
             failure=child.last_failure if error is not None else None,
@@ -504,12 +523,13 @@ class SupervisorRun:
                 child.value.request_stop()
                 graceful = True
             except Exception as exc:
-                sup.logger.warn(
+                self._log(
+                    Level.WARN,
                     "request_stop raised; cancelling the child",
                     supervisor=sup.name,
                     child=child.id,
                     error_type=type(exc).__name__,
-                    error=str(exc),
+                    error=describe_failure(exc, trio.current_time()).message,
                 )
         if graceful and not done.is_set():
             with trio.move_on_at(deadline):
@@ -517,7 +537,7 @@ class SupervisorRun:
             if not done.is_set():
                 self._report(
                     EventKind.SHUTDOWN_TIMEOUT,
-                    LogLevel.WARN,
+                    Level.WARN,
                     "child did not stop within its shutdown budget; cancelling it",
                     child,
                 )
@@ -528,7 +548,7 @@ class SupervisorRun:
             if not done.is_set():
                 self._report(
                     EventKind.CHILD_UNRESPONSIVE,
-                    LogLevel.ERROR,
+                    Level.ERROR,
                     "child is still running after cancellation; shutdown continues without it",
                     child,
                 )
@@ -541,7 +561,7 @@ class SupervisorRun:
                 failure = self._exit_failure(child)
                 self._report(
                     EventKind.CHILD_FAILED,
-                    LogLevel.WARN,
+                    Level.WARN,
                     "child failed while stopping",
                     child,
                     failure=failure,
@@ -551,7 +571,7 @@ class SupervisorRun:
                 self.request_stop()
         if final and child.managed is not None:
             child.managed.supervised_close(self)
-        self._report(EventKind.CHILD_STOPPED, LogLevel.DEBUG, "child stopped", child)
+        self._report(EventKind.CHILD_STOPPED, Level.DEBUG, "child stopped", child)
 
     async def _shutdown(self) -> None:
         self.accepting = False
@@ -560,36 +580,37 @@ class SupervisorRun:
                 await self._stop_child(child, final=True)
             elif child.managed is not None:
                 child.managed.supervised_close(self)
-        self._report(EventKind.SUPERVISOR_STOPPED, LogLevel.DEBUG, "supervisor stopped")
+        self._report(EventKind.SUPERVISOR_STOPPED, Level.DEBUG, "supervisor stopped")
 
     # -- commands ------------------------------------------------------------------------
 
-    async def _execute(self, command: Command) -> None:
+    async def _execute(self, pending: PendingCommand) -> None:
         try:
-            await self._execute_op(command)
+            result = await self._dispatch(pending)
+        except _COMMAND_ERRORS as exc:
+            pending.finish(error=exc)
+        else:
+            pending.finish(result)
         finally:
             # Cancelled or crashed midway: the caller must still get an answer.
-            if not command.done.is_set():
-                command.finish(error=SupervisorNotRunning(f"supervisor {self.sup.name!r} stopped"))
+            if not pending.done.is_set():
+                pending.finish(error=SupervisorNotRunning(f"supervisor {self.sup.name!r} stopped"))
 
-    async def _execute_op(self, command: Command) -> None:
-        result: object = None
-        try:
-            if command.op == "start":
-                assert isinstance(command.arg, ChildSpec)
-                result = await self._start_child(command.arg)
-            elif command.op == "terminate":
-                await self._terminate_child(self._find(command.arg))
-            elif command.op == "restart":
-                result = await self._restart_child(self._find(command.arg))
-            elif command.op == "delete":
-                self._delete_child(self._find(command.arg))
-            else:  # pragma: no cover - the handle only sends the ops above
-                raise AssertionError(command.op)
-        except _COMMAND_ERRORS as exc:
-            command.finish(error=exc)
-        else:
-            command.finish(result)
+    async def _dispatch(self, pending: PendingCommand) -> object:
+        """Run one command: the one place commands are matched."""
+        match pending.command:
+            case StartChild(spec):
+                return await self._start_child(spec)
+            case TerminateChild(child_id):
+                await self._terminate_child(self._find(child_id))
+                return None
+            case RestartChild(child_id):
+                return await self._restart_child(self._find(child_id))
+            case DeleteChild(child_id):
+                self._delete_child(self._find(child_id))
+                return None
+            case unknown:  # pragma: no cover - mypy proves the match exhaustive
+                assert_never(unknown)
 
     async def _start_child(self, spec: ChildSpec) -> object:
         sup = self.sup
@@ -611,7 +632,7 @@ class SupervisorRun:
         child.handled = child.incarnation
         failure = self._exit_failure(child)
         self._report(
-            EventKind.START_FAILED, LogLevel.ERROR, "child failed to start", child, failure=failure
+            EventKind.START_FAILED, Level.ERROR, "child failed to start", child, failure=failure
         )
         if child.managed is not None:
             child.managed.supervised_close(self)

@@ -5,33 +5,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any
 
-import attrs
-import trio
-
+from ._commands import (
+    Command,
+    DeleteChild,
+    PendingCommand,
+    RestartChild,
+    StartChild,
+    TerminateChild,
+)
+from ._contain import UserCode
 from ._errors import SupervisorNotRunning
 from ._snapshot import Children, SupervisorSnapshot
 from ._spec import ChildSpec
 
 if TYPE_CHECKING:
+    import trio
+
     from ._supervisor import Supervisor
 
-__all__ = ["Command", "SupervisorHandle"]
-
-
-@attrs.define(eq=False)
-class Command:
-    """A request from the handle, executed by the control task."""
-
-    op: str
-    arg: object
-    done: trio.Event = attrs.field(factory=trio.Event)
-    result: object = None
-    error: BaseException | None = None
-
-    def finish(self, result: object = None, error: BaseException | None = None) -> None:
-        self.result = result
-        self.error = error
-        self.done.set()
+__all__ = ["SupervisorHandle"]
 
 
 class _StopWaiter:
@@ -86,7 +78,7 @@ class SupervisorHandle:
         """
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"start_child needs a ChildSpec, got {spec!r}")
-        return await self._command("start", spec)
+        return await self._command(StartChild(spec))
 
     async def terminate_child(self, child_id: str) -> None:
         """Stop a child (graceful request, then cancel) and keep its spec.
@@ -97,7 +89,7 @@ class SupervisorHandle:
         Raises:
             ChildNotFound: No such child.
         """
-        await self._command("terminate", child_id)
+        await self._command(TerminateChild(child_id))
 
     async def restart_child(self, child_id: str) -> object:
         """Start a stopped child again; returns its started value.
@@ -107,7 +99,7 @@ class SupervisorHandle:
             ChildRunning: It is not stopped.
             ChildStartError: It failed before ``started()``.
         """
-        return await self._command("restart", child_id)
+        return await self._command(RestartChild(child_id))
 
     async def delete_child(self, child_id: str) -> None:
         """Remove a stopped child's spec.
@@ -116,7 +108,7 @@ class SupervisorHandle:
             ChildNotFound: No such child.
             ChildRunning: It is not stopped.
         """
-        await self._command("delete", child_id)
+        await self._command(DeleteChild(child_id))
 
     def which_children(self) -> Children:
         """The children in start order, as frozen records (also awaitable)."""
@@ -138,6 +130,8 @@ class SupervisorHandle:
             within=supervisor.within,
             recent_restarts=0 if run is None else run.recent_restarts(),
             children=children,
+            logger_failures=supervisor._containment.failures(UserCode.LOGGER),
+            hook_failures=supervisor._containment.failures(UserCode.ON_EVENT, UserCode.RANDOM),
         )
 
     def request_stop(self) -> None:
@@ -157,13 +151,13 @@ class SupervisorHandle:
         run.request_stop()
         return _StopWaiter(run.finished)
 
-    async def _command(self, op: str, arg: object) -> object:
+    async def _command(self, command: Command) -> object:
         run = self._supervisor._run
         if run is None or not run.accepting:
             raise SupervisorNotRunning(f"supervisor {self._supervisor.name!r} is not running")
-        command = Command(op, arg)
-        run.post(command)
-        await command.done.wait()
-        if command.error is not None:
-            raise command.error
-        return command.result
+        pending = PendingCommand(command)
+        run.post(pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result

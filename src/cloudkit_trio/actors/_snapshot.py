@@ -61,7 +61,10 @@ class FailureInfo:
 
 def describe_failure(error: BaseException, at: float) -> FailureInfo:
     """Freeze ``error`` into a :class:`FailureInfo`, shortening long messages."""
-    message = str(error)
+    try:
+        message = str(error)
+    except Exception:  # a child's exception whose __str__ raises must not stop the tree
+        message = "<unprintable message>"
     if len(message) > 200:
         message = message[:197] + "..."
     return FailureInfo(type(error).__name__, message, at)
@@ -184,6 +187,11 @@ class SupervisorSnapshot:
         within: Its intensity window in seconds.
         recent_restarts: Restarts counted in the current window.
         children: Its children in start order; a nested supervisor's ``subtree`` is filled.
+        logger_failures: Calls of its logger that raised, since it was created; the
+            supervisor carried on without that log line.
+        hook_failures: Calls of its ``on_event`` hook, or of its restart backoff's random
+            source, that raised (or returned a coroutine), since it was created; the
+            supervisor carried on (without jitter, for the random source).
 
     .. versionadded:: 0.1.0
     """
@@ -195,6 +203,8 @@ class SupervisorSnapshot:
     within: float
     recent_restarts: int
     children: tuple[ChildInfo, ...]
+    logger_failures: int = 0
+    hook_failures: int = 0
 
     def walk(self) -> Generator[tuple[tuple[str, ...], ChildInfo], None, None]:
         """Yield ``(path, child)`` for every child in the tree, depth first, in start order.
@@ -260,5 +270,5 @@ class SupervisorEvent:
 
 
 #: Receives every :class:`SupervisorEvent`; must not block. Exceptions it raises are logged
-#: and otherwise ignored.
+#: and counted in :attr:`SupervisorSnapshot.hook_failures`, and otherwise ignored.
 EventHook: TypeAlias = Callable[[SupervisorEvent], None]

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from ..spi import Logger, StdlibLogger
 from ._backoff import RestartBackoff
+from ._contain import Containment
 from ._control import SupervisorRun
 from ._errors import DuplicateChild
 from ._groups import reraise
 from ._handle import SupervisorHandle
+from ._logging import StdlibSupervisorLogger, SupervisorLogger
 from ._spec import ChildSpec, Restart, Strategy, check_duration
 
 if TYPE_CHECKING:
@@ -63,10 +64,15 @@ class Supervisor:
             ``shutdown`` budget is used up, before the supervisor reports it unresponsive
             and moves on to the next child.
         name: Names the supervisor in logs, events and errors.
-        logger: Where restarts, failures and shutdown problems are logged; default a
-            :class:`StdlibLogger` named ``cloudkit_trio.actors``.
+        logger: Where restarts, failures and shutdown problems are logged: any
+            :class:`SupervisorLogger`, e.g. a :class:`cloudkit_trio.spi.Logger`; by default
+            the stdlib :mod:`logging` logger ``cloudkit_trio.actors``, at INFO and above.
         on_event: Called with a frozen :class:`SupervisorEvent` for each event, e.g. to
             count restarts per child in a metrics layer.
+
+    Neither a logger nor an ``on_event`` hook that raises stops the supervisor: the
+    failure is counted (``SupervisorSnapshot.logger_failures``/``hook_failures``), the
+    first of each kind is reported once on standard error, and supervision carries on.
 
     .. versionadded:: 0.1.0
     """
@@ -85,7 +91,7 @@ class Supervisor:
         max_children: int | None = None,
         cancel_grace: float = 1.0,
         name: str = "supervisor",
-        logger: Logger | None = None,
+        logger: SupervisorLogger | None = None,
         on_event: EventHook | None = None,
     ) -> None:
         specs = tuple(children)
@@ -113,6 +119,13 @@ class Supervisor:
             raise ValueError(f"{len(specs)} children exceed max_children={max_children}")
         if backoff is not None and not isinstance(backoff, RestartBackoff):
             raise TypeError(f"backoff must be a RestartBackoff or None, got {backoff!r}")
+        if logger is not None and not isinstance(logger, SupervisorLogger):
+            raise TypeError(
+                "logger needs debug/info/warn/error(message, **fields) methods (subclass "
+                f"cloudkit_trio.spi.Logger to get them from is_enabled and log), got {logger!r}"
+            )
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be a callable or None, got {on_event!r}")
         self.specs: Final = specs
         self.strategy: Final = strategy
         self.max_restarts: Final = max_restarts
@@ -121,10 +134,12 @@ class Supervisor:
         self.max_children: Final = max_children
         self.cancel_grace: Final = float(cancel_grace)
         self.name: Final = name
-        self.logger: Final[Logger] = (
-            logger if logger is not None else StdlibLogger("cloudkit_trio.actors")
+        self.logger: Final[SupervisorLogger] = (
+            logger if logger is not None else StdlibSupervisorLogger()
         )
         self.on_event: Final = on_event
+        #: Where every call into the logger, the hook and the backoff's random source goes.
+        self._containment: Final = Containment(name)
         self._handle = SupervisorHandle(self)
         self._run: SupervisorRun | None = None
         self._last_run: SupervisorRun | None = None
