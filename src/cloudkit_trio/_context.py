@@ -282,7 +282,10 @@ class CloudContext:
         try:
             return await running.__aexit__(exc_type, exc, traceback)
         except BaseExceptionGroup as group:
-            raise _collapse(group, exc) from None
+            leaf = _collapse(group, exc)
+            # Keep the leaf's own cause (RestartIntensityExceeded names the child's failure);
+            # only the nursery's group around it is dropped.
+            raise leaf from leaf.__cause__
 
     @asynccontextmanager
     async def _run(self) -> AsyncGenerator[Cloud, None]:

@@ -251,6 +251,23 @@ class TestAfterStop:
         assert raised.group_contains(ck.actors.RestartIntensityExceeded)
         assert len(results) == 1 and isinstance(results[0], ck.ContextClosed)
 
+    async def test_giving_up_keeps_its_cause(self, autojump_clock: trio.testing.MockClock) -> None:
+        """The RestartIntensityExceeded out of `async with` names the child's failure as cause."""
+
+        async def crasher(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            await trio.sleep(0.1)
+            raise RuntimeError("worker bug")
+
+        async def run() -> None:
+            async with context() as cloud:
+                await cloud.supervisor.start_child(ChildSpec("crasher", crasher))
+                await trio.sleep_forever()
+
+        with pytest.raises(ck.actors.RestartIntensityExceeded) as raised:
+            await run()
+        assert isinstance(raised.value.__cause__, RuntimeError)
+
 
 class TestDeadlines:
     async def test_timeout_bounds_the_credential_wait(

@@ -11,6 +11,7 @@ import attrs
 
 from .._errors import CircuitOpenError, CloudError, ConfigError, RateLimited, ServiceUnavailable
 from .._validation import check_count, check_number, check_seconds
+from ..actors._backoff import exponential_delay
 
 __all__ = [
     "DO_NOT_RETRY",
@@ -190,13 +191,12 @@ class ExponentialBackoff:
     def base_delay(self, attempt: int) -> float:
         """The delay after ``attempt`` attempts before jitter: ``initial * multiplier**(n-1)``."""
         check_attempt(attempt)
-        # Past the cap the power would only overflow; stop computing it there.
-        exponent = attempt - 1
-        if self.multiplier > 1 and exponent > 0:
-            limit = math.log(max(self.max_delay, 1e-9) / max(self.initial_delay, 1e-9))
-            if exponent * math.log(self.multiplier) >= limit:
-                return self.max_delay
-        return min(self.initial_delay * self.multiplier**exponent, self.max_delay)
+        return exponential_delay(
+            attempt - 1,
+            initial=self.initial_delay,
+            multiplier=self.multiplier,
+            maximum=self.max_delay,
+        )
 
     def delay(self, attempt: int) -> float:
         """The delay before the retry that follows ``attempt`` attempts, jitter applied."""
