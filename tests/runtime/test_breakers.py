@@ -347,9 +347,10 @@ class TestBound:
             open_breaker(protected(registry, ENDPOINT))
             await trio.sleep(6.0)
             assert protected(registry, ENDPOINT).state is BreakerState.HALF_OPEN
-            await trio.sleep(59.0)
+            # Half-open since t=5: it expires at t=65, not a moment before.
+            await trio.sleep(58.0)
             assert len(registry) == 1
-            await trio.sleep(2.0)
+            await trio.sleep(3.0)
             assert len(registry) == 0
         assert transitions(emitted, ENDPOINT) == [
             ("closed", "open"), ("open", "half_open"), ("half_open", "closed"),
