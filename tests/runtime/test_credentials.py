@@ -70,17 +70,19 @@ class TestRefresher:
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
         """A slow refresh does not hold callers in the advisory window, only in the mandatory one."""
-        auth = CountingAuth(lifetime=3600)
+        # 200 s credentials: the windows are capped to 100 s and 50 s before expiry, so the
+        # held refresh stays shorter than the refresher's 60 s provider timeout.
+        auth = CountingAuth(lifetime=200)
         script = Script()
         async with context(script, auth=auth, signer=KeyEcho()) as cloud:
             await cloud.execute(op())
             auth.gate = trio.Event()  # the next refresh hangs until released
-            await trio.sleep(3600 - 15 * 60 + 1)  # advisory window: refresh started
+            await trio.sleep(100 + 1)  # advisory window: refresh started
             assert cloud.statistics().credentials.refreshing
             start = trio.current_time()
             await cloud.execute(op())
             assert trio.current_time() == start  # served at once, old credentials
-            await trio.sleep(5 * 60)  # now inside the mandatory window
+            await trio.sleep(50)  # now inside the mandatory window
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cloud.execute, op())
                 await trio.sleep(7)
@@ -100,9 +102,10 @@ class TestRefresher:
             auth.fail = True
             await trio.sleep(3600 - 15 * 60 + 1)
             await cloud.execute(op())
-            await trio.sleep(30)  # retried with backoff meanwhile
+            await trio.sleep(30)  # retried with backoff meanwhile: 1, 2, 4, 8 s (jittered)
             snapshot = cloud.statistics().credentials
-            assert snapshot.failures >= 3 and "vault is down" in (snapshot.last_error or "")
+            assert 3 <= snapshot.failures <= 7 and "vault is down" in (snapshot.last_error or "")
+            assert snapshot.next_attempt_in is not None
             assert keys(script) == ["AKID1", "AKID1"]
             auth.fail = False
             await trio.sleep(70)
@@ -175,3 +178,53 @@ class TestRefresher:
             ]
             assert child.restarts == 1
             assert (await cloud.execute(op())).status_code == 200
+
+
+class TestRefresherInTheRuntime:
+    async def test_failing_background_refresh_does_not_hammer_the_provider(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Inside the advisory window a failing provider is asked a handful of times a minute."""
+        auth = CountingAuth(lifetime=3600)
+        async with context(auth=auth, signer=KeyEcho()) as cloud:
+            await cloud.execute(op())
+            auth.fail = True
+            await trio.sleep(3600 - 15 * 60 + 60)
+            # 1, 2, 4, 8, 16 s with equal jitter: 6 to 8 attempts in the first minute.
+            assert 6 <= auth.fetches - 1 <= 8
+            assert cloud.statistics().credentials.consecutive_failures == auth.fetches - 1
+
+    async def test_without_credentials_callers_fail_fast_during_backoff(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """After a failed first fetch, the next operation fails at once, without a provider call."""
+        auth = CountingAuth(fail=True)
+        async with context(auth=auth, signer=KeyEcho(), policy=ck.NoRetry()) as cloud:
+            with pytest.raises(ck.TokenRefreshFailed, match="CountingAuth"):
+                await cloud.execute(op())
+            began = trio.current_time()
+            with pytest.raises(ck.TokenRefreshFailed, match="next attempt"):
+                await cloud.execute(op())
+            assert trio.current_time() == began and auth.fetches == 1
+
+    async def test_missing_credentials_reach_the_caller_as_such(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """With no credentials anywhere, execute() raises MissingCredentials, also on a retry."""
+        auth = ck.EnvAuthProvider(environ={})
+        async with context(auth=auth, signer=KeyEcho()) as cloud:
+            for _ in range(2):
+                with pytest.raises(ck.MissingCredentials, match="CLOUD_ACCESS_KEY"):
+                    await cloud.execute(op())
+
+    async def test_operations_after_shutdown_never_start_a_refresh(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Once the context closed, the refresher answers ContextClosed and asks no provider."""
+        auth = CountingAuth()
+        async with context(auth=auth, signer=KeyEcho()) as cloud:
+            refresher = cloud._runtime.refresher
+        assert refresher.closed
+        with pytest.raises(ck.ContextClosed):
+            await refresher.current()
+        assert auth.fetches == 0
