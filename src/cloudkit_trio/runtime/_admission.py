@@ -42,18 +42,26 @@ class Admission:
             bulkhead = self._bulkheads[endpoint] = trio.CapacityLimiter(self._per_endpoint)
         return bulkhead
 
-    async def admit(self, flight: Flight) -> None:
-        """Take a slot of the global limit and one of the endpoint's bulkhead, in that order."""
+    def try_admit(self, flight: Flight) -> bool:
+        """Take both slots if both are free now (the common case: no wait, no scope)."""
         limiter, bulkhead = self._limiter, flight.bulkhead
         try:
             limiter.acquire_on_behalf_of_nowait(flight)
         except trio.WouldBlock:
-            await limiter.acquire_on_behalf_of(flight)
+            return False
         try:
-            try:
-                bulkhead.acquire_on_behalf_of_nowait(flight)
-            except trio.WouldBlock:
-                await bulkhead.acquire_on_behalf_of(flight)
+            bulkhead.acquire_on_behalf_of_nowait(flight)
+        except trio.WouldBlock:
+            limiter.release_on_behalf_of(flight)
+            return False
+        return True
+
+    async def admit(self, flight: Flight) -> None:
+        """Wait for a slot of the global limit, then one of the endpoint's bulkhead."""
+        limiter = self._limiter
+        await limiter.acquire_on_behalf_of(flight)
+        try:
+            await flight.bulkhead.acquire_on_behalf_of(flight)
         except BaseException:
             limiter.release_on_behalf_of(flight)
             raise

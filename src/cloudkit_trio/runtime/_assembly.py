@@ -131,6 +131,7 @@ class Runtime:
                 breakers=self.breakers,
                 events=self.events,
                 containment=self.containment,
+                lifecycle=self.lifecycle,
                 attempt_timeout=config.timeout,
             ),
             policy=settings.retry_policy,

@@ -19,11 +19,14 @@ from ._containment import Spi
 from ._flight import Wait
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .._credentials import Credentials
     from ..transport._signing import RequestSigner
     from ._containment import Containment
     from ._events import RuntimeEvents
     from ._flight import Flight
+    from ._lifecycle import Lifecycle
     from ._registry import BreakerRegistry
 
 __all__ = ["Attempts"]
@@ -35,7 +38,16 @@ _ENCODED: Final = "content-encoding"
 class Attempts:
     """Sends one attempt of an operation and says how it went."""
 
-    __slots__ = ("_breakers", "_containment", "_events", "_signer", "_timeout", "_transport")
+    __slots__ = (
+        "_breakers",
+        "_containment",
+        "_events",
+        "_lifecycle",
+        "_signer",
+        "_timeout",
+        "_transport",
+        "interrupted",
+    )
 
     def __init__(
         self,
@@ -45,6 +57,7 @@ class Attempts:
         breakers: BreakerRegistry,
         events: RuntimeEvents,
         containment: Containment,
+        lifecycle: Lifecycle,
         attempt_timeout: float,
     ) -> None:
         self._transport = transport
@@ -52,16 +65,19 @@ class Attempts:
         self._breakers = breakers
         self._events = events
         self._containment = containment
+        self._lifecycle = lifecycle
         self._timeout = attempt_timeout
+        #: The error for an operation its own deadline or shutdown cut short (the runner's).
+        self.interrupted: Callable[[Flight], CloudError] = _no_interruptions
 
     async def send(
         self, flight: Flight, credentials: Credentials | None, *, stream: bool
     ) -> tuple[httpx.Response, bytes]:
         """One attempt; a successful response and its body, or a :class:`CloudError`.
 
-        A streamed success is returned unread. Runs inside the operation's scope, which
-        its deadline and shutdown cancel; the attempt's own timeout gets a scope of its own
-        only when it ends before the operation's deadline.
+        A streamed success is returned unread. The attempt runs in one scope that the
+        lifecycle owns, whose deadline is the earlier of the attempt's timeout and the
+        operation's deadline; which of them (or shutdown) ended it is decided afterwards.
         """
         endpoint = flight.endpoint
         breaker = self._breakers.get(endpoint)
@@ -79,17 +95,19 @@ class Attempts:
             self._sign(request, credentials)
             flight.waiting_for = Wait.ATTEMPT
             attempt_deadline = now + self._timeout
-            if attempt_deadline < flight.deadline:
-                with trio.move_on_at(attempt_deadline) as scope:
+            lifecycle = self._lifecycle
+            scope = lifecycle.open_scope(min(attempt_deadline, flight.deadline))
+            try:
+                with scope:
                     response, content = await self._exchange(request, stream=stream)
-                if scope.cancelled_caught:
-                    raise OperationTimeout(
-                        f"the attempt timed out after {self._timeout:g}s", timeout=self._timeout
-                    )
-            else:
-                # The operation's deadline comes first: its scope bounds the attempt, and a
-                # second scope would only cost time.
-                response, content = await self._exchange(request, stream=stream)
+            finally:
+                lifecycle.close_scope(scope)
+            if scope.cancelled_caught:
+                if lifecycle.cancelled or attempt_deadline >= flight.deadline:
+                    raise self.interrupted(flight)
+                raise OperationTimeout(
+                    f"the attempt timed out after {self._timeout:g}s", timeout=self._timeout
+                )
             if response.status_code >= 300:
                 error = error_from_response(
                     response.status_code, response.headers, content, reason=response.reason_phrase
@@ -141,3 +159,7 @@ class Attempts:
             raise
         except Exception as exc:
             raise error_from_exception(exc) from exc
+
+
+def _no_interruptions(flight: Flight) -> CloudError:
+    raise AssertionError("Attempts.interrupted was not wired to the runner")

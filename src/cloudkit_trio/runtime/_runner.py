@@ -11,10 +11,10 @@ breaker) without a message round trip and reports without blocking.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
 import httpx
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from ._targets import Targets
 
 __all__ = ["OperationRunner", "RunnerStatistics"]
+
+_T = TypeVar("_T")
 
 # How long closing a streamed body may take once the caller's block is done.
 _BODY_CLOSE_BUDGET: Final = 1.0
@@ -88,6 +90,7 @@ class OperationRunner:
         self._targets = targets
         self._admission = admission
         self._attempts = attempts
+        attempts.interrupted = self.interrupted
         self._policy = policy
         self._refresher = refresher
         self._needs_credentials = needs_credentials
@@ -279,30 +282,45 @@ class OperationRunner:
         )
 
     async def _start(self, flight: Flight, *, stream: bool) -> tuple[httpx.Response, bytes, int]:
-        """Admission and attempts inside the operation's scope; returns holding the slots."""
+        """Admission and attempts; returns holding the operation's slots."""
         if self._lifecycle.cancelled:
             raise self._closed(flight, "started")
         if trio.current_time() >= flight.deadline:
             # It spent its whole budget in the queue.
-            raise self._interrupted(flight)
-        scope = self._lifecycle.open_scope(flight.deadline)
+            raise self.interrupted(flight)
+        admission = self._admission
+        if not admission.try_admit(flight):
+            await self._wait(flight, Wait.CAPACITY, partial(admission.admit, flight))
+        try:
+            return await self._retry_loop(flight, stream=stream)
+        except BaseException:
+            admission.release(flight)
+            raise
+
+    async def _wait(
+        self, flight: Flight, waiting_for: str, waiting: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Await ``waiting`` inside a scope the lifecycle owns and the deadline bounds.
+
+        Every wait an operation makes goes through here or through the attempt's own
+        scope, so shutdown and the deadline reach it wherever it is; the fast paths (free
+        slots, fresh credentials) make no wait and open no scope.
+        """
+        flight.waiting_for = waiting_for
+        lifecycle = self._lifecycle
+        scope = lifecycle.open_scope(flight.deadline)
         try:
             with scope:
-                flight.waiting_for = Wait.CAPACITY
-                await self._admission.admit(flight)
-                try:
-                    return await self._retry_loop(flight, stream=stream)
-                except BaseException:
-                    self._admission.release(flight)
-                    raise
-            raise self._interrupted(flight)
+                return await waiting()
+            raise self.interrupted(flight)
         finally:
-            self._lifecycle.close_scope(scope)
+            lifecycle.close_scope(scope)
 
     async def _retry_loop(
         self, flight: Flight, *, stream: bool
     ) -> tuple[httpx.Response, bytes, int]:
         operation = flight.operation
+        refresher = self._refresher
         attempt = 0  # attempts counted against the policy
         sent = 0  # every attempt made, a forced credential retry included
         refreshed = False
@@ -314,8 +332,9 @@ class OperationRunner:
                 if self._lifecycle.cancelled:
                     raise self._closed(flight, "was retried")
                 if self._needs_credentials:
-                    flight.waiting_for = Wait.CREDENTIALS
-                    credentials = await self._refresher.current()
+                    credentials = refresher.current_nowait()
+                    if credentials is None:
+                        credentials = await self._wait(flight, Wait.CREDENTIALS, refresher.current)
                 response, content = await self._attempts.send(flight, credentials, stream=stream)
             except CloudError as error:
                 error.add_context(
@@ -344,8 +363,11 @@ class OperationRunner:
                         0.0,
                         type(error).__name__,
                     )
-                    flight.waiting_for = Wait.CREDENTIALS
-                    await self._refresher.refresh_after_rejection(credentials)
+                    await self._wait(
+                        flight,
+                        Wait.CREDENTIALS,
+                        partial(refresher.refresh_after_rejection, credentials),
+                    )
                     continue
                 delay = self._retry_delay(flight, error, attempt)
                 if delay is None:
@@ -359,8 +381,7 @@ class OperationRunner:
                     delay,
                     type(error).__name__,
                 )
-                flight.waiting_for = Wait.BACKOFF
-                await trio.sleep(delay)
+                await self._wait(flight, Wait.BACKOFF, partial(trio.sleep, delay))
                 continue
             return response, content, sent
 
@@ -417,11 +438,11 @@ class OperationRunner:
                     raise error from exc
         finally:
             self._lifecycle.close_scope(scope)
-        raise self._interrupted(flight)
+        raise self.interrupted(flight)
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _interrupted(self, flight: Flight) -> CloudError:
+    def interrupted(self, flight: Flight) -> CloudError:
         """The error for an operation its own scope cut short: shutdown or its deadline."""
         if self._lifecycle.cancelled and trio.current_time() < flight.deadline:
             return self._closed(flight, "finished")
