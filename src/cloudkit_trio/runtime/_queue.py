@@ -21,6 +21,7 @@ import trio
 
 from .._errors import Overloaded
 from .._submission import Submission
+from ._lifecycle import ContextState
 
 if TYPE_CHECKING:
     from ._lifecycle import Lifecycle
@@ -70,6 +71,11 @@ class SubmissionQueue:
         self._lifecycle.check_open("no submission channel is handed out")
         return SubmissionChannel._create(self, self._send.clone())
 
+    def clone(self, send: trio.MemorySendChannel[Queued]) -> SubmissionChannel:
+        """Another producer's channel, cloned from ``send``."""
+        self._lifecycle.check_open("no submission channel is handed out")
+        return SubmissionChannel._create(self, send.clone())
+
     def put_nowait(self, submission: Submission) -> None:
         """Accept ``submission`` now, or raise :class:`Overloaded` / ``ContextClosed``."""
         self._put_nowait(self._send, submission)
@@ -92,11 +98,14 @@ class SubmissionQueue:
         except trio.BrokenResourceError:
             raise self._refused(submission) from None
 
-    async def _put(self, send: trio.MemorySendChannel[Queued], submission: Submission) -> None:
-        operation = submission.operation
-        self._lifecycle.check_open(
-            "the submission was refused", service=operation.service, operation=operation.name
-        )
+    async def _put(self, send: trio.MemorySendChannel[Queued], submission: object) -> None:
+        submission = _check(submission)
+        lifecycle = self._lifecycle
+        if lifecycle.state is not ContextState.RUNNING:
+            operation = submission.operation
+            lifecycle.check_open(
+                "the submission was refused", service=operation.service, operation=operation.name
+            )
         queued = Queued(submission, None)
         try:
             await send.send(queued)
@@ -175,7 +184,7 @@ class SubmissionChannel(trio.abc.SendChannel[Submission]):
 
     async def send(self, value: Submission) -> None:
         """Queue ``value``, waiting while the queue is full."""
-        await self._queue._put(self._send, _check(value))
+        await self._queue._put(self._send, value)
 
     def send_nowait(self, value: Submission) -> None:
         """Queue ``value`` now, or raise :class:`~cloudkit_trio.Overloaded`."""
@@ -183,8 +192,7 @@ class SubmissionChannel(trio.abc.SendChannel[Submission]):
 
     def clone(self) -> SubmissionChannel:
         """Another channel on the same queue; each clone is closed on its own."""
-        self._queue._lifecycle.check_open("no submission channel is handed out")
-        return SubmissionChannel._create(self._queue, self._send.clone())
+        return self._queue.clone(self._send)
 
     def close(self) -> None:
         """Close this channel (other clones stay open). Idempotent."""

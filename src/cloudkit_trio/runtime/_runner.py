@@ -285,7 +285,7 @@ class OperationRunner:
         """Admission and attempts; returns holding the operation's slots."""
         if self._lifecycle.cancelled:
             raise self._closed(flight, "started")
-        if trio.current_time() >= flight.deadline:
+        if flight.deadline != math.inf and trio.current_time() >= flight.deadline:
             # It spent its whole budget in the queue.
             raise self.interrupted(flight)
         admission = self._admission
