@@ -354,7 +354,8 @@ class OperationTimeout(CloudError):
     says which wait the operation's deadline ran out in, when the runtime cut it short:
     ``"queue"``, ``"capacity"`` (the concurrency limit or the endpoint's bulkhead),
     ``"credentials"``, ``"attempt"`` (sending or reading a response), ``"backoff"`` or
-    ``"body"`` (reading a streamed body); None for a single attempt's own timeout.
+    ``"body"`` (reading a streamed body). A single attempt that ran past
+    ``CloudConfig.timeout`` says ``"attempt"`` too, with that ``timeout``.
 
     .. versionadded:: 0.1.0
     """

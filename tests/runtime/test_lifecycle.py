@@ -295,19 +295,24 @@ class TestDeadlines:
     async def test_submission_timeout_counts_queue_wait(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
-        """A submission's Operation.timeout starts at acceptance: queue wait is inside it."""
+        """A submission's Operation.timeout starts at acceptance and is answered when it passes,
+        even while every worker is busy."""
         config = ck.CloudConfig(endpoint=ENDPOINT, max_concurrency=1, timeout=100.0)
         send, receive = trio.open_memory_channel[ck.Reply](10)
-        async with context(_Slow(5.0), config=config) as cloud:
+        metrics = RecordingMetrics()
+        async with context(_Slow(5.0), config=config, metrics=metrics) as cloud:
             cloud.submit_nowait(ck.Submission(op(), send, correlation_id="busy"))
             accepted_at = trio.current_time()
             cloud.submit_nowait(ck.Submission(op(timeout=1.0), send, correlation_id="late"))
-            first, second = await receive.receive(), await receive.receive()
-        assert first.correlation_id == "busy" and first.ok
-        assert second.correlation_id == "late"
-        assert isinstance(second.error, ck.OperationTimeout)
-        assert second.error.waiting_for == "queue"
-        assert trio.current_time() - accepted_at < 100
+            late = await receive.receive()
+            assert trio.current_time() - accepted_at == pytest.approx(1.0)
+            busy = await receive.receive()
+            assert cloud.snapshot().deadlines_expired["queue"] == 1
+        assert late.correlation_id == "late"
+        assert isinstance(late.error, ck.OperationTimeout)
+        assert late.error.waiting_for == "queue"
+        assert busy.correlation_id == "busy" and busy.ok
+        assert sorted(str(m.error_code) for m in metrics.operations) == ["None", "OperationTimeout"]
 
     async def test_retries_planned_within_the_callers_deadline(
         self, autojump_clock: trio.testing.MockClock
@@ -458,3 +463,36 @@ class TestStreamReports:
                 async for _ in response.aiter_raw():
                     pass
         assert [m.outcome for m in metrics.operations] == [ck.OperationOutcome.FAILURE]
+
+
+class TestMetricsAtShutdown:
+    async def test_an_event_interrupted_by_shutdown_still_reaches_every_collector(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Stopping the aggregator while a slow collector is awaited loses no event."""
+        from cloudkit_trio.runtime._aggregator import MetricsAggregator
+        from cloudkit_trio.runtime._containment import Containment
+
+        class Slow(RecordingMetrics):
+            async def record(self, metrics: ck.OperationMetrics) -> None:
+                await trio.sleep(2.0)  # slow, but within the final drain's budget
+                await super().record(metrics)
+
+        slow, after = Slow(), RecordingMetrics()
+        aggregator = MetricsAggregator(
+            [slow, after], Containment(), capacity=10, flush_interval=0.1
+        )
+        event = ck.OperationMetrics(
+            provider=ck.ProviderType.AWS,
+            service="s3",
+            operation="get",
+            duration=0.0,
+            outcome=ck.OperationOutcome.SUCCESS,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(aggregator.run)
+            aggregator.emit(event)
+            await trio.sleep(1.0)  # the flush is now awaiting the slow collector
+            nursery.cancel_scope.cancel()
+        assert after.operations == [event]
+        assert slow.operations == [event]

@@ -239,9 +239,12 @@ class Runtime:
 
     async def _answer(self, taken: list[Queued]) -> None:
         """Step 3: answer what was queued; let the cancelled operations land."""
+        # The cancelled operations first: they land at their next checkpoint, and each is
+        # reported before the aggregator stops. Then the replies nobody ran.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _STOP_BUDGET):
+            await self.runner.wait_idle()
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _STOP_BUDGET):
             await self.router.refuse(taken)
-            await self.runner.wait_idle()
 
     async def _stop_hard(self) -> None:
         await self._answer(self._stop_accepting())

@@ -106,7 +106,9 @@ class Attempts:
                 if lifecycle.cancelled or attempt_deadline >= flight.deadline:
                     raise self.interrupted(flight)
                 raise OperationTimeout(
-                    f"the attempt timed out after {self._timeout:g}s", timeout=self._timeout
+                    f"the attempt timed out after {self._timeout:g}s",
+                    timeout=self._timeout,
+                    waiting_for=Wait.ATTEMPT,
                 )
             if response.status_code >= 300:
                 error = error_from_response(

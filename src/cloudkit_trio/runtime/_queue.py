@@ -4,8 +4,11 @@ The queue belongs to one run of a context, not to the router, so queued submissi
 survive a router restart. Callers never hold the queue's own channel: each gets a
 :class:`SubmissionChannel`, which asks the lifecycle before every send, so a send after
 shutdown began answers :class:`~cloudkit_trio.ContextClosed` instead of a Trio error, and
-which stamps the time a submission was accepted (its ``Operation.timeout`` counts from
-then, queue wait included).
+which stamps the time a submission was accepted: its ``Operation.timeout`` counts from
+then, queue wait included. A submission whose deadline passes while it is still queued is
+answered then, not when a worker gets to it: the queue keeps those deadlines in a heap
+(:meth:`SubmissionQueue.take_expired`), and whichever comes first — a worker taking the
+submission or its deadline — marks it taken, so it is answered once.
 
 Closing the queue and taking what is in it are one synchronous step
 (:meth:`SubmissionQueue.close_and_take_all`): no checkpoint lies between the last
@@ -14,12 +17,15 @@ submission taken and the closed queue, so nothing can be accepted that is not an
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from types import TracebackType
 from typing import TYPE_CHECKING, final
 
 import trio
 
-from .._errors import Overloaded
+from .._errors import ContextClosed, Overloaded
 from .._submission import Submission
 from ._lifecycle import ContextState
 
@@ -32,13 +38,15 @@ __all__ = ["Queued", "SubmissionChannel", "SubmissionQueue"]
 class Queued:
     """A submission in the queue, with the time it was accepted."""
 
-    __slots__ = ("accepted_at", "submission")
+    __slots__ = ("accepted_at", "submission", "taken")
 
-    def __init__(self, submission: Submission, accepted_at: float | None) -> None:
+    def __init__(self, submission: Submission) -> None:
         self.submission = submission
         #: ``trio.current_time()`` when the queue took it; None while a blocked send has
         #: not resumed yet (whoever sees it first, the sender or a worker, stamps it).
-        self.accepted_at = accepted_at
+        self.accepted_at: float | None = None
+        #: Whether somebody (a worker, the deadline keeper, shutdown) answers it.
+        self.taken = False
 
 
 def _check(submission: object) -> Submission:
@@ -50,12 +58,25 @@ def _check(submission: object) -> Submission:
 class SubmissionQueue:
     """The context's queue of submissions (bounded by ``CloudConfig.queue_size``)."""
 
-    __slots__ = ("_lifecycle", "_receive", "_send", "capacity")
+    __slots__ = (
+        "_deadlines",
+        "_order",
+        "_receive",
+        "_send",
+        "capacity",
+        "deadline_added",
+        "lifecycle",
+    )
 
     def __init__(self, capacity: int, lifecycle: Lifecycle) -> None:
         self.capacity = capacity
-        self._lifecycle = lifecycle
+        self.lifecycle = lifecycle
         self._send, self._receive = trio.open_memory_channel[Queued](capacity)
+        # (deadline, tie-breaker, queued) of accepted submissions with a timeout.
+        self._deadlines: list[tuple[float, int, Queued]] = []
+        self._order = itertools.count()
+        #: Set when a submission's deadline is earlier than every other queued one's.
+        self.deadline_added = trio.Event()
 
     @property
     def depth(self) -> int:
@@ -63,72 +84,105 @@ class SubmissionQueue:
 
     @property
     def receivers_waiting(self) -> int:
-        """Tasks parked in :meth:`receive`."""
+        """Tasks parked in a receive on the queue."""
         return self._receive.statistics().tasks_waiting_receive
 
     def channel(self) -> SubmissionChannel:
         """A new send channel on the queue for one producer."""
-        self._lifecycle.check_open("no submission channel is handed out")
-        return SubmissionChannel._create(self, self._send.clone())
+        return self.clone(self._send)
 
     def clone(self, send: trio.MemorySendChannel[Queued]) -> SubmissionChannel:
         """Another producer's channel, cloned from ``send``."""
-        self._lifecycle.check_open("no submission channel is handed out")
+        self.lifecycle.check_open("no submission channel is handed out")
         return SubmissionChannel._create(self, send.clone())
+
+    # -- accepting -------------------------------------------------------------------------
 
     def put_nowait(self, submission: Submission) -> None:
         """Accept ``submission`` now, or raise :class:`Overloaded` / ``ContextClosed``."""
         self._put_nowait(self._send, submission)
 
-    def _put_nowait(self, send: trio.MemorySendChannel[Queued], submission: Submission) -> None:
-        operation = submission.operation
-        self._lifecycle.check_open(
-            "the submission was refused", service=operation.service, operation=operation.name
-        )
+    def _put_nowait(self, send: trio.MemorySendChannel[Queued], submission: object) -> None:
+        submission = _check(submission)
+        if self.lifecycle.state is not ContextState.RUNNING:
+            self.refuse(submission)
+        queued = Queued(submission)
         try:
-            send.send_nowait(Queued(submission, trio.current_time()))
+            send.send_nowait(queued)
         except trio.WouldBlock:
+            operation = submission.operation
             raise Overloaded(
                 f"the submission queue is full ({self.capacity} waiting); "
                 "slow down or raise CloudConfig.queue_size",
-                provider=self._lifecycle.provider,
+                provider=self.lifecycle.provider,
                 service=operation.service,
                 operation=operation.name,
             ) from None
         except trio.BrokenResourceError:
-            raise self._refused(submission) from None
+            raise self.refused(submission) from None
+        self.accepted(queued)
 
-    async def _put(self, send: trio.MemorySendChannel[Queued], submission: object) -> None:
-        submission = _check(submission)
-        lifecycle = self._lifecycle
-        if lifecycle.state is not ContextState.RUNNING:
-            operation = submission.operation
-            lifecycle.check_open(
-                "the submission was refused", service=operation.service, operation=operation.name
-            )
-        queued = Queued(submission, None)
-        try:
-            await send.send(queued)
-        except trio.BrokenResourceError:
-            raise self._refused(submission) from None
-        if queued.accepted_at is None:
-            queued.accepted_at = trio.current_time()
+    def accepted(self, queued: Queued) -> None:
+        """Stamp ``queued`` as accepted now (once) and keep its deadline, if it has one."""
+        if queued.accepted_at is not None:
+            return
+        now = queued.accepted_at = trio.current_time()
+        timeout = queued.submission.operation.timeout
+        if timeout is None or queued.taken:
+            return
+        deadlines = self._deadlines
+        deadline = now + timeout
+        if not deadlines or deadline < deadlines[0][0]:
+            self.deadline_added.set()
+        heapq.heappush(deadlines, (deadline, next(self._order), queued))
+        if len(deadlines) > 2 * self.capacity + 64:
+            # Submissions taken long before their deadline stay in the heap until it
+            # passes; drop them so the heap stays bounded by what is still queued.
+            self._deadlines = [entry for entry in deadlines if not entry[2].taken]
+            heapq.heapify(self._deadlines)
 
-    def _refused(self, submission: Submission) -> Exception:
+    def refuse(self, submission: Submission) -> None:
+        """Raise why the queue does not accept work: the lifecycle's answer."""
         operation = submission.operation
-        return self._lifecycle.closed_error(
+        self.lifecycle.check_open(
             "the submission was refused", service=operation.service, operation=operation.name
         )
 
-    async def receive(self) -> Queued | None:
-        """The next submission, or None once the queue is closed."""
-        try:
-            queued = await self._receive.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return None
-        if queued.accepted_at is None:
-            queued.accepted_at = trio.current_time()
-        return queued
+    def refused(self, submission: Submission) -> ContextClosed:
+        operation = submission.operation
+        return self.lifecycle.closed_error(
+            "the submission was refused", service=operation.service, operation=operation.name
+        )
+
+    # -- taking ----------------------------------------------------------------------------
+
+    @property
+    def receive_channel(self) -> trio.MemoryReceiveChannel[Queued]:
+        """The queue's receiving end, for the router's workers (closed by shutdown only).
+
+        A worker calls :meth:`accepted` and skips a :class:`Queued` already ``taken``.
+        """
+        return self._receive
+
+    @property
+    def next_deadline(self) -> float:
+        """The earliest deadline of a queued submission (``inf`` if none)."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][2].taken:
+            heapq.heappop(deadlines)
+        return deadlines[0][0] if deadlines else math.inf
+
+    def take_expired(self, now: float) -> list[Queued]:
+        """Mark taken and return every queued submission whose deadline has passed."""
+        self.deadline_added = trio.Event()
+        expired: list[Queued] = []
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            queued = heapq.heappop(deadlines)[2]
+            if not queued.taken:
+                queued.taken = True
+                expired.append(queued)
+        return expired
 
     def close_and_take_all(self) -> list[Queued]:
         """Close the queue and return everything in it, blocked senders' submissions included.
@@ -138,16 +192,17 @@ class SubmissionQueue:
         accepted), so the loop ends only when no sender is left waiting.
         """
         taken: list[Queued] = []
-        now = trio.current_time()
         while True:
             try:
                 queued = self._receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
-            if queued.accepted_at is None:
-                queued.accepted_at = now
-            taken.append(queued)
+            self.accepted(queued)
+            if not queued.taken:
+                queued.taken = True
+                taken.append(queued)
         self._receive.close()
+        self._deadlines.clear()
         return taken
 
 
@@ -184,11 +239,22 @@ class SubmissionChannel(trio.abc.SendChannel[Submission]):
 
     async def send(self, value: Submission) -> None:
         """Queue ``value``, waiting while the queue is full."""
-        await self._queue._put(self._send, value)
+        queue = self._queue
+        # The hot path of the channel API: one frame, one state check.
+        if not isinstance(value, Submission):
+            raise TypeError(f"send() takes a Submission, got {type(value).__name__}")
+        if queue.lifecycle.state is not ContextState.RUNNING:
+            queue.refuse(value)
+        queued = Queued(value)
+        try:
+            await self._send.send(queued)
+        except trio.BrokenResourceError:
+            raise queue.refused(value) from None
+        queue.accepted(queued)
 
     def send_nowait(self, value: Submission) -> None:
         """Queue ``value`` now, or raise :class:`~cloudkit_trio.Overloaded`."""
-        self._queue._put_nowait(self._send, _check(value))
+        self._queue._put_nowait(self._send, value)
 
     def clone(self) -> SubmissionChannel:
         """Another channel on the same queue; each clone is closed on its own."""

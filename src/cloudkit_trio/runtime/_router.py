@@ -79,14 +79,12 @@ class Router:
         )
 
     async def run(self, *, task_status: trio.TaskStatus[Router] = trio.TASK_STATUS_IGNORED) -> None:
-        """The router actor: a nursery of workers, then idle until stopped."""
+        """The router actor: a nursery of workers and the queue's deadline keeper."""
         async with trio.open_nursery() as nursery:
             for _ in range(self._workers):
                 nursery.start_soon(self._worker)
+            nursery.start_soon(self._expire_queued, nursery)
             task_status.started(self)
-        # The queue is closed: nothing is left to route. Returning would read as a
-        # permanent child's exit and be restarted, so wait for the supervisor instead.
-        await trio.sleep_forever()
 
     @property
     def idle(self) -> bool:
@@ -99,16 +97,41 @@ class Router:
         return self._queue.receivers_waiting == self._live
 
     async def _worker(self) -> None:
+        queue = self._queue
+        receive = queue.receive_channel
         self._live += 1
         try:
             while True:
-                queued = await self._queue.receive()
-                if queued is None:
-                    return
+                try:
+                    queued = await receive.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    break  # shutdown closed the queue and answers what was left in it
+                if queued.taken:
+                    continue  # its deadline passed in the queue: already answered
+                queued.taken = True
+                queue.accepted(queued)
                 self.received += 1
                 await self._serve(queued)
         finally:
             self._live -= 1
+        # Returning would read as a permanent child's exit and be restarted, so the
+        # router waits for the supervisor to stop it instead.
+        await trio.sleep_forever()
+
+    async def _expire_queued(self, nursery: trio.Nursery) -> None:
+        """Answer a queued submission when its deadline passes, not when a worker is free."""
+        queue = self._queue
+        while True:
+            with trio.move_on_at(queue.next_deadline):
+                await queue.deadline_added.wait()
+            for queued in queue.take_expired(trio.current_time()):
+                submission = queued.submission
+                self.received += 1
+                error = self._runner.expired_in_queue(submission.operation, queued.accepted_at)
+                reply = Reply(submission.correlation_id, error=error)
+                if not self._deliver_nowait(submission, reply):
+                    # A caller slow to read must not hold up the others' answers.
+                    nursery.start_soon(self._deliver, submission, reply)
 
     async def _serve(self, queued: Queued) -> None:
         submission = queued.submission
@@ -138,34 +161,44 @@ class Router:
         await self._deliver(submission, reply)
 
     async def refuse(self, taken: list[Queued]) -> None:
-        """Answer :class:`ContextClosed` to submissions shutdown took from the queue."""
+        """Answer :class:`ContextClosed` to submissions shutdown took from the queue.
+
+        Every reply that fits goes out at once; only then are the callers whose channel
+        is full waited for, within the shutdown's bounded time.
+        """
+        blocked: list[tuple[Submission, Reply]] = []
         for queued in taken:
             submission = queued.submission
             self.received += 1
             self.refused += 1
-            self._runner.report_refused(submission.operation, queued.accepted_at)
-            await self._deliver_bounded(
-                submission, Reply(submission.correlation_id, error=_closed())
-            )
+            self._runner.report_unrun(submission.operation, queued.accepted_at, _closed())
+            reply = Reply(submission.correlation_id, error=_closed())
+            if not self._deliver_nowait(submission, reply):
+                blocked.append((submission, reply))
+        for submission, reply in blocked:
+            await self._deliver_bounded(submission, reply)
+
+    def _deliver_nowait(self, submission: Submission, reply: Reply) -> bool:
+        """Deliver ``reply`` if there is room; False if the caller's channel is full."""
+        try:
+            submission.reply_to.send_nowait(reply)
+        except trio.WouldBlock:
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.undeliverable += 1
+        else:
+            self.replied += 1
+        return True
 
     async def _deliver(self, submission: Submission, reply: Reply) -> None:
         """Send the one reply; count it as undeliverable if the caller is gone."""
-        channel = submission.reply_to
-        try:
-            channel.send_nowait(reply)
-        except trio.WouldBlock:
-            pass  # the caller's channel is full: wait for room below
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.undeliverable += 1
-            return
-        else:
-            self.replied += 1
+        if self._deliver_nowait(submission, reply):
             return
         if not self._lifecycle.accepting:
             await self._deliver_bounded(submission, reply)
             return
         try:
-            delivered = await _send(channel, reply)
+            delivered = await _send(submission.reply_to, reply)
         except trio.Cancelled:
             await self._deliver_bounded(submission, reply)
             raise

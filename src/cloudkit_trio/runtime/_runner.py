@@ -267,8 +267,24 @@ class OperationRunner:
             )
         )
 
-    def report_refused(self, operation: Operation, accepted_at: float | None) -> None:
-        """Report a submission that shutdown answered ``ContextClosed`` before it ran."""
+    def expired_in_queue(self, operation: Operation, accepted_at: float | None) -> CloudError:
+        """Report a submission whose deadline passed in the queue; the error to answer."""
+        self.deadlines_expired[Wait.QUEUE] += 1
+        error = OperationTimeout(
+            "the operation ran past its deadline while waiting for queue",
+            timeout=operation.timeout,
+            waiting_for=Wait.QUEUE,
+            provider=self._provider_name,
+            service=operation.service,
+            operation=operation.name,
+        )
+        self.report_unrun(operation, accepted_at, error)
+        return error
+
+    def report_unrun(
+        self, operation: Operation, accepted_at: float | None, error: CloudError
+    ) -> None:
+        """Report a submission answered ``error`` without running (shutdown, its deadline)."""
         now = trio.current_time()
         self._events.operation(
             OperationMetrics(
@@ -277,7 +293,7 @@ class OperationRunner:
                 operation=operation.name,
                 duration=0.0 if accepted_at is None else max(now - accepted_at, 0.0),
                 outcome=OperationOutcome.FAILURE,
-                error_code=ContextClosed.__name__,
+                error_code=type(error).__name__,
             )
         )
 
