@@ -68,6 +68,7 @@ class MetricsAggregator:
         self._reported_dropped = 0
         self.collector_errors = 0
         self._has_events = trio.Event()
+        self._interrupted: tuple[MetricEvent, int] | None = None
 
     def emit(self, event: MetricEvent) -> None:
         """Queue ``event`` for the collectors, or count it as dropped."""
@@ -105,6 +106,11 @@ class MetricsAggregator:
                 await self.flush()
         finally:
             with trio.move_on_after(_FINAL_DRAIN_BUDGET, shield=True):
+                interrupted = self._interrupted
+                if interrupted is not None:
+                    # The collector that was being awaited saw the cancellation, not the
+                    # event; it and the ones after it get it again.
+                    await self._forward(*interrupted)
                 await self.flush()
 
     async def flush(self) -> None:
@@ -133,8 +139,13 @@ class MetricsAggregator:
                 self._reported_spi_failures[spi] = count
                 await self._forward(Counter(RuntimeMetric.SPI_FAILURES, float(newly), {"spi": spi}))
 
-    async def _forward(self, event: MetricEvent) -> None:
-        for collector in self._collectors:
+    async def _forward(self, event: MetricEvent, first: int = 0) -> None:
+        collectors = self._collectors
+        for index in range(first, len(collectors)):
+            collector = collectors[index]
+            # Where this event stands, should the actor be stopped while a collector is
+            # awaited: the final drain hands it to the collectors it has not reached yet.
+            self._interrupted = (event, index)
             try:
                 if isinstance(event, OperationMetrics):
                     await collector.record(event)
@@ -148,6 +159,7 @@ class MetricsAggregator:
             except Exception as exc:  # a broken collector must not lose metrics for the others
                 self.collector_errors += 1
                 self._containment.failed(Spi.METRICS_COLLECTOR, _method(event), exc)
+        self._interrupted = None
         self.forwarded += 1
 
 
