@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._errors import ConfigError
+from ._validation import check_count
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -95,8 +96,7 @@ async def serve_metrics(
 
     .. versionadded:: 0.1.0
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ConfigError(f"port must be an int in 0..65535, got {port!r}", field="port")
+    check_count("port", port, minimum=0, maximum=65535)
     if not isinstance(path, str) or not path.startswith("/"):
         raise ConfigError(f"path must start with '/', got {path!r}", field="path")
     if not isinstance(host, str) or not host:

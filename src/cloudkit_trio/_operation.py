@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import types
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ import attrs
 import httpx
 
 from ._errors import ConfigError
+from ._validation import check_seconds
 
 __all__ = ["Operation", "Response", "endpoint_of"]
 
@@ -108,18 +108,8 @@ def _check_body(_instance: object, _attribute: object, value: bytes) -> None:
 
 
 def _check_timeout(_instance: object, _attribute: object, value: float | None) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and value > 0)
-    ):
-        raise ConfigError(
-            f"Operation.timeout must be seconds > 0 or None, got {value!r}",
-            field="timeout",
-            value=value,
-        )
+    if value is not None:
+        check_seconds("Operation.timeout", value)
 
 
 def _headers_repr(value: Mapping[str, str]) -> str:

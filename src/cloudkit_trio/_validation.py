@@ -55,11 +55,24 @@ def check_seconds(
     return check_number(name, value, minimum=0.0, above=not allow_zero, field=field)
 
 
-def check_count(name: str, value: object, *, minimum: int = 1, field: str | None = None) -> int:
-    """``value`` as an int of at least ``minimum`` (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def check_count(
+    name: str,
+    value: object,
+    *,
+    minimum: int = 1,
+    maximum: int | None = None,
+    field: str | None = None,
+) -> int:
+    """``value`` as an int of at least ``minimum`` and at most ``maximum`` (bools refused)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
         raise ConfigError(
-            f"{name} must be an int >= {minimum}, got {value!r}",
+            f"{name} must be an int {bound}, got {value!r}",
             field=field or name.rsplit(".", 1)[-1],
             value=value,
         )
