@@ -24,7 +24,7 @@ from .runtime._credentials import CredentialsSnapshot
 from .runtime._lifecycle import ContextState
 from .runtime._queue import SubmissionChannel
 from .runtime._router import RouterStatistics
-from .runtime._runner import RunnerStatistics
+from .runtime._runner import OperationRunner, RunnerStatistics
 from .spi import (
     AuthProvider,
     CircuitBreaker,
@@ -421,13 +421,8 @@ class Cloud:
         ``timeout`` bounds the whole operation (every attempt and backoff), like
         ``Operation.timeout``; the earlier of the two applies.
         """
-        if not isinstance(operation, Operation):
-            raise TypeError(f"execute() takes an Operation, got {type(operation).__name__}")
-        runtime = self._runtime
-        runtime.lifecycle.check_open(
-            "the operation was not started", service=operation.service, operation=operation.name
-        )
-        return await runtime.runner.run(
+        runner = self._admit("execute", operation)
+        return await runner.run(
             operation,
             deadline=_deadline(timeout),
             plan_deadline=trio.current_effective_deadline(),
@@ -449,18 +444,23 @@ class Cloud:
         read or not. The operation holds its concurrency slots until then, and ``timeout``
         (or ``Operation.timeout``) bounds reading the body as well. Runs on the caller's task.
         """
-        if not isinstance(operation, Operation):
-            raise TypeError(f"stream() takes an Operation, got {type(operation).__name__}")
-        runtime = self._runtime
-        runtime.lifecycle.check_open(
-            "the operation was not started", service=operation.service, operation=operation.name
-        )
-        async with runtime.runner.stream(
+        runner = self._admit("stream", operation)
+        async with runner.stream(
             operation,
             deadline=_deadline(timeout),
             plan_deadline=trio.current_effective_deadline(),
         ) as response:
             yield response
+
+    def _admit(self, entry: str, operation: Operation) -> OperationRunner:
+        """The checks every entry point makes: the argument, then the lifecycle."""
+        if not isinstance(operation, Operation):
+            raise TypeError(f"{entry}() takes an Operation, got {type(operation).__name__}")
+        runtime = self._runtime
+        runtime.lifecycle.check_open(
+            "the operation was not started", service=operation.service, operation=operation.name
+        )
+        return runtime.runner
 
     def submit_channel(self) -> SubmissionChannel:
         """A new send channel on the runtime's submission queue; close it when you are done.

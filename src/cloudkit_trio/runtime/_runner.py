@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["OperationRunner", "RunnerStatistics"]
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=CloudError)
 
 # How long closing a streamed body may take once the caller's block is done.
 _BODY_CLOSE_BUDGET: Final = 1.0
@@ -444,14 +445,7 @@ class OperationRunner:
                     # misuse (httpx.StreamConsumed) pass through as themselves.
                     error = error_from_exception(exc)
                     error.request_sent = True
-                    operation = flight.operation
-                    error.add_context(
-                        provider=self._provider_name,
-                        service=operation.service,
-                        operation=operation.name,
-                        endpoint=flight.endpoint,
-                    )
-                    raise error from exc
+                    raise self._in_context(error, flight) from exc
         finally:
             self._lifecycle.close_scope(scope)
         raise self.interrupted(flight)
@@ -464,33 +458,27 @@ class OperationRunner:
             return self._closed(flight, "finished")
         waiting_for = flight.waiting_for
         self.deadlines_expired[waiting_for] += 1
-        operation = flight.operation
-        return OperationTimeout(
+        error = OperationTimeout(
             f"the operation ran past its deadline while waiting for {waiting_for}",
             timeout=flight.deadline - flight.start,
             waiting_for=waiting_for,
-            provider=self._provider_name,
-            service=operation.service,
-            operation=operation.name,
-            endpoint=flight.endpoint,
         )
+        return self._in_context(error, flight)
 
     def _closed(self, flight: Flight, when: str) -> ContextClosed:
-        operation = flight.operation
-        return ContextClosed(
-            f"the cloud context shut down before the operation {when}",
-            provider=self._provider_name,
-            service=operation.service,
-            operation=operation.name,
-            endpoint=flight.endpoint,
-        )
+        error = ContextClosed(f"the cloud context shut down before the operation {when}")
+        return self._in_context(error, flight)
 
     def _unexpected(self, flight: Flight, exc: Exception) -> InternalError:
+        error = InternalError(f"unexpected {type(exc).__name__} while running the operation")
+        return self._in_context(error, flight)
+
+    def _in_context(self, error: _E, flight: Flight) -> _E:
         operation = flight.operation
-        return InternalError(
-            f"unexpected {type(exc).__name__} while running the operation",
+        error.add_context(
             provider=self._provider_name,
             service=operation.service,
             operation=operation.name,
             endpoint=flight.endpoint,
         )
+        return error
