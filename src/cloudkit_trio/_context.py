@@ -255,13 +255,7 @@ class CloudContext:
         queued get :class:`ContextClosed`.
         """
         runtime = Runtime(self._settings)
-
-        async def serve_runtime(*, task_status: trio.TaskStatus[Runtime]) -> None:
-            await runtime.serve(task_status=task_status)
-
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve_runtime)
-            task_status.started(Cloud._create(runtime))
+        await runtime.serve(started=lambda: task_status.started(Cloud._create(runtime)))
 
     async def __aenter__(self) -> Cloud:
         if self._running is not None:

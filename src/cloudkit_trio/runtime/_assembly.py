@@ -49,6 +49,8 @@ from ._runner import OperationRunner
 from ._targets import Targets
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._queue import Queued
 
 __all__ = ["Runtime", "RuntimeSettings"]
@@ -169,13 +171,17 @@ class Runtime:
 
     # -- running ---------------------------------------------------------------------------
 
-    async def serve(self, *, task_status: trio.TaskStatus[Runtime]) -> None:
-        """Run until :meth:`aclose` finishes, the host cancels, or the tree gives up."""
+    async def serve(self, *, started: Callable[[], None]) -> None:
+        """Run until :meth:`aclose` finishes, the host cancels, or the tree gives up.
+
+        ``started`` is called once the tree runs and the context accepts work (the facade
+        hands its ``Cloud`` to its own ``task_status`` there).
+        """
         try:
             async with trio.open_nursery() as nursery:
                 self._handle = await nursery.start(self._run_tree)
                 self.lifecycle.move(ContextState.RUNNING)
-                task_status.started(self)
+                started()
                 try:
                     await self._tree_stopped.wait()
                 finally:
