@@ -466,6 +466,35 @@ class TestStreamReports:
 
 
 class TestMetricsAtShutdown:
+    async def test_operations_cut_by_shutdown_are_reported(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Every operation shutdown cancels or refuses is in the metrics, once."""
+        config = ck.CloudConfig(
+            endpoint=ENDPOINT, max_concurrency=2, shutdown_grace=0.5, timeout=1000.0
+        )
+        metrics = RecordingMetrics()
+        send, receive = trio.open_memory_channel[ck.Reply](10)
+        errors: list[ck.CloudError] = []
+
+        async def caller(cloud: ck.Cloud) -> None:
+            try:
+                await cloud.execute(op())
+            except ck.CloudError as error:
+                errors.append(error)
+
+        slow = context(_Slow(100.0), config=config, metrics=metrics)
+        async with trio.open_nursery() as nursery, slow as cloud:
+            nursery.start_soon(caller, cloud)
+            await trio.sleep(0.1)
+            for n in range(3):  # one runs, two wait in the queue
+                cloud.submit_nowait(ck.Submission(op(), send, correlation_id=n))
+            await trio.sleep(0.1)
+        replies = [receive.receive_nowait() for _ in range(3)]
+        assert all(isinstance(r.error, ck.ContextClosed) for r in replies)
+        assert [type(e) for e in errors] == [ck.ContextClosed]
+        assert sorted(str(m.error_code) for m in metrics.operations) == ["ContextClosed"] * 4
+
     async def test_an_event_interrupted_by_shutdown_still_reaches_every_collector(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
