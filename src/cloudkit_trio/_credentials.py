@@ -6,16 +6,34 @@ import datetime as dt
 
 import attrs
 
+from ._errors import ConfigError
+
 __all__ = ["Credentials"]
 
 _REDACTED = "***"
+
+
+def _printable(name: str, value: str) -> None:
+    # A newline in a key would end up in a signed header (or be refused there with an error
+    # that quotes it); credential sources (files with continuation lines, environment
+    # variables, HTTP answers) are where it comes from, so it is refused where they meet.
+    if not value.isprintable():
+        field = f"Credentials.{name}"
+        raise ConfigError(
+            f"{field} holds a control character (a newline, tab, NUL, ...): check the "
+            "credential source it came from",
+            field=field,
+        )
 
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str):
         raise TypeError(f"Credentials.{attribute.name} must be a str, got {type(value).__name__}")
     if not value:
-        raise ValueError(f"Credentials.{attribute.name} must not be empty")
+        raise ConfigError(
+            f"Credentials.{attribute.name} must not be empty", field=f"Credentials.{attribute.name}"
+        )
+    _printable(attribute.name, value)
 
 
 def _optional_str(
@@ -23,6 +41,8 @@ def _optional_str(
 ) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"Credentials.{attribute.name} must be a str or None")
+    if value is not None:
+        _printable(attribute.name, value)
 
 
 def _aware(_instance: object, _attribute: object, value: dt.datetime | None) -> None:
@@ -43,6 +63,11 @@ class Credentials:
     The three strings are read together as one frozen value, so a refresh can never mix the
     key of one set with the secret of another. ``repr()`` and ``str()`` show the access key
     and the expiry but never the secret or the token.
+
+    An empty key or secret, or any of the three strings holding a control character (a
+    newline from a credential file, say), is refused with :class:`~cloudkit_trio.ConfigError`
+    naming the field, never quoting the value; a provider that builds such credentials
+    fails its refresh with it.
 
     Args:
         access_key: The public key id (``AKIA...``).

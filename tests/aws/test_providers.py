@@ -165,12 +165,12 @@ class TestVault:
         """A nested mount, a namespace header and a proxy path prefix shape the request."""
         endpoint.answer(200, vault_answer())
         provider = VaultAuthProvider(
-            endpoint.url + "/vault/", "app role", token=VAULT_TOKEN, mount="/team/aws-prod/",
+            endpoint.url + "/vault/", "app-role.v2", token=VAULT_TOKEN, mount="/team/aws-prod/",
             namespace="ns1/",
         )  # fmt: skip
         await provider.get_credentials()
         [request] = endpoint.seen
-        assert request.path == "/vault/v1/team/aws-prod/creds/app%20role"
+        assert request.path == "/vault/v1/team/aws-prod/creds/app-role.v2"
         assert request.headers["x-vault-namespace"] == "ns1/"
 
     async def test_missing_token(self, endpoint: ScriptedEndpoint) -> None:

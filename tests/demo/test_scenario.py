@@ -193,7 +193,7 @@ class TestEmbeddedVault:
         app = VaultApp(ledger, vault_token="root-token")
         transport = httpx.ASGITransport(app=app)
         provider = VaultAuthProvider(
-            "http://vault:8200", "demo", token="root-token", transport=transport
+            "https://vault:8200", "demo", token="root-token", transport=transport
         )
         before = dt.datetime.now(dt.UTC)
         credentials = await provider.get_credentials()
@@ -202,11 +202,11 @@ class TestEmbeddedVault:
         assert ledger.check(credentials.session_token, trio.current_time()) is TokenState.VALID
         assert credentials.expires_at is not None
         assert dt.timedelta(seconds=4) < credentials.expires_at - before < dt.timedelta(seconds=6)
-        wrong = VaultAuthProvider("http://vault:8200", "demo", token="guess", transport=transport)
+        wrong = VaultAuthProvider("https://vault:8200", "demo", token="guess", transport=transport)
         with pytest.raises(ck.InsufficientPermissions):
             await wrong.get_credentials()
         elsewhere = VaultAuthProvider(
-            "http://vault:8200", "other", token="root-token", transport=transport
+            "https://vault:8200", "other", token="root-token", transport=transport
         )
         with pytest.raises(ck.InvalidCredentials):
             await elsewhere.get_credentials()

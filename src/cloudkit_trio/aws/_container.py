@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +14,7 @@ import trio
 from .._credentials import Credentials
 from .._errors import ConfigError, MissingCredentials, SerializationError
 from ..spi._auth import AuthProvider
-from ._fetch import fetch_json, header_safe, optional_text, required_text
+from ._fetch import fetch_json, header_safe, is_loopback, optional_text, required_text
 
 __all__ = ["ContainerAuthProvider"]
 
@@ -37,13 +36,7 @@ def _allowed(url: httpx.URL) -> bool:
         return True
     if url.scheme != "http":
         return False
-    host = url.host.lower()
-    if host == "localhost" or host in _LINK_LOCAL_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return url.host.lower() in _LINK_LOCAL_HOSTS or is_loopback(url.host)
 
 
 def _read_token_file(path: str) -> str:

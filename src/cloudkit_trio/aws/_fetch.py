@@ -3,11 +3,17 @@
 The credential endpoints (Vault, the container credentials endpoint) are asked rarely, once
 per lease, so each fetch uses its own short-lived client: no connection pool outlives it and
 no provider needs closing. An injected transport belongs to the caller and is not closed.
+
+Every request carries a token, so none goes through a proxy named by the environment
+(``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``): a proxy would read the token in clear
+text, and botocore's container fetcher ignores them for the same reason. An error body is
+masked before any of it reaches a message, since servers quote the token they were sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 from collections.abc import Mapping
 from typing import Final
@@ -23,9 +29,17 @@ from .._errors import (
     SerializationError,
     TokenRefreshFailed,
 )
-from ..transport._classify import error_from_exception, scrub
+from .._masking import escape_controls, is_secret_name, mask_text
+from ..transport._classify import error_from_exception
 
-__all__ = ["BorrowedTransport", "fetch_json", "header_safe", "optional_text", "required_text"]
+__all__ = [
+    "BorrowedTransport",
+    "fetch_json",
+    "header_safe",
+    "is_loopback",
+    "optional_text",
+    "required_text",
+]
 
 # Credential documents are a few hundred bytes; anything this big is not one.
 _MAX_BODY: Final = 64 * 1024
@@ -60,8 +74,20 @@ def _status_error(source: str, status: int, detail: str) -> CloudError:
     return error
 
 
-def _detail(body: bytes) -> str:
-    """A short, scrubbed reason from an error body: Vault's ``errors`` or AWS's ``message``."""
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (as :attr:`httpx.URL.host` gives it) names this machine: plain
+    http to it cannot be read on the network."""
+    host = host.lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _detail(body: bytes, secrets: list[str]) -> str:
+    """A short, masked reason from an error body: Vault's ``errors`` or AWS's ``message``."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -75,7 +101,8 @@ def _detail(body: bytes) -> str:
             value = document.get(key)
             if isinstance(value, str):
                 reasons.append(value)
-    text = scrub("; ".join(reasons))
+    # Masked before it is cut short: a token cut in half would no longer be recognised.
+    text = escape_controls(mask_text("; ".join(reasons), secrets))
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
 
@@ -96,7 +123,14 @@ async def fetch_json(
     :class:`~cloudkit_trio.TokenRefreshFailed`; a body that is not a JSON object →
     :class:`~cloudkit_trio.SerializationError`.
     """
-    lent = None if transport is None else BorrowedTransport(transport)
+    secrets = [value for name, value in headers.items() if is_secret_name(name)]
+    # The transport is built here rather than by the client: a client with trust_env
+    # builds one with the environment's proxies, and without trust_env the transport it
+    # builds would forget SSL_CERT_FILE and SSL_CERT_DIR, which are a trust decision the
+    # user made, not a place the token goes.
+    own: httpx.AsyncBaseTransport = (
+        httpx.AsyncHTTPTransport() if transport is None else BorrowedTransport(transport)
+    )
     failure: CloudError | None = None
     body = bytearray()
     too_big = False
@@ -105,7 +139,7 @@ async def fetch_json(
     # trickles bytes forever would otherwise never time out.
     with trio.move_on_after(http_timeout) as deadline:
         async with httpx.AsyncClient(
-            transport=lent, timeout=http_timeout, follow_redirects=False
+            transport=own, timeout=http_timeout, follow_redirects=False, trust_env=False
         ) as client:
             try:
                 async with client.stream("GET", url, headers=headers) as response:
@@ -130,11 +164,12 @@ async def fetch_json(
     if failure is not None:
         # Raised outside the handler so that httpx's exception, whose text may quote the
         # request, is reachable only through the scrubbed error kept as the cause.
-        raise TokenRefreshFailed(f"{source} could not be reached: {failure}") from failure
+        reason = mask_text(str(failure), secrets)
+        raise TokenRefreshFailed(f"{source} could not be reached: {reason}") from failure
     arrived = dt.datetime.now(dt.UTC)
     if not 200 <= status <= 299:
         # A huge error page still says what the status says; its reason is simply lost.
-        raise _status_error(source, status, "" if too_big else _detail(bytes(body)))
+        raise _status_error(source, status, "" if too_big else _detail(bytes(body), secrets))
     if too_big:
         raise SerializationError(f"{source} sent more than {_MAX_BODY} bytes")
     document = _parse(bytes(body))

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from typing import Final
-from urllib.parse import quote
 
 import httpx
 
 from .._credentials import Credentials
-from .._errors import CloudError, MissingCredentials, SerializationError
+from .._errors import CloudError, ConfigError, MissingCredentials, SerializationError
 from ..spi._auth import AuthProvider
-from ._fetch import fetch_json, header_safe, optional_text, required_text
+from ._fetch import fetch_json, header_safe, is_loopback, optional_text, required_text
 
 __all__ = ["VaultAuthProvider"]
 
 _TOKEN_VAR: Final = "VAULT_TOKEN"
+# One segment of a mount path or a role name: the characters Vault's own role names allow
+# (``\w``, ``-``, ``.``, ``@``). Nothing that a server or proxy could decode into a
+# separator or a dot segment (``%2e%2e``, ``%2f``, ``\``), so the token can only be sent
+# below ``/v1/<mount>/creds/``.
+_SEGMENT: Final = re.compile(r"[A-Za-z0-9_.@-]+")
 
 
 def _base_url(vault_url: str) -> httpx.URL:
@@ -28,10 +33,39 @@ def _base_url(vault_url: str) -> httpx.URL:
     except httpx.InvalidURL:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("vault_url must be an absolute http:// or https:// URL")
+        raise ConfigError(
+            "vault_url must be an absolute http:// or https:// URL", field="vault_url"
+        )
     if url.query or url.fragment or url.userinfo:
-        raise ValueError("vault_url must not carry a query, fragment or user name")
+        raise ConfigError(
+            "vault_url must not carry a query, fragment or user name", field="vault_url"
+        )
+    if url.scheme == "http" and not is_loopback(url.host):
+        # The token would cross the network in clear text.
+        raise ConfigError(
+            f"vault_url names http://{url.host}, which would send the Vault token "
+            "unencrypted: use https, or http only to a loopback address or localhost",
+            field="vault_url",
+            value=url.host,
+        )
     return url
+
+
+def _segments(value: object, name: str, *, several: bool) -> list[str]:
+    """The path segments of ``value``, each refused unless it is a plain name."""
+    what = "a mount path like 'aws' or 'team/aws'" if several else "a role name"
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    parts = value.strip("/").split("/") if several else [value]
+    for part in parts:
+        if part in ("", ".", "..") or _SEGMENT.fullmatch(part) is None:
+            # Not quoted: a refused value may hold anything, control characters included.
+            raise ConfigError(
+                f"{name} must be {what}: segments of letters, digits, '_', '-', '.' "
+                "and '@', none empty, '.' or '..'",
+                field=name,
+            )
+    return parts
 
 
 class VaultAuthProvider(AuthProvider):
@@ -53,14 +87,25 @@ class VaultAuthProvider(AuthProvider):
     - HTTP 403 (Vault's answer to a bad or under-privileged token):
       :class:`~cloudkit_trio.InsufficientPermissions`; HTTP 401 and other 4xx (an unknown
       role or mount): :class:`~cloudkit_trio.InvalidCredentials`;
-    - an answer without the fields above: :class:`~cloudkit_trio.SerializationError`.
+    - an answer without the fields above, or with a lease that ends after the year 9999:
+      :class:`~cloudkit_trio.SerializationError`; credentials holding a control character:
+      :class:`~cloudkit_trio.ConfigError`.
+
+    Vault's error messages are quoted in these errors with the token masked. The request
+    never goes through a proxy from the environment (``HTTP_PROXY``, ``ALL_PROXY``, ...).
 
     Args:
-        vault_url: Vault's address, like ``https://vault.example.com:8200``.
-        role: The role in the AWS secrets engine.
+        vault_url: Vault's address, like ``https://vault.example.com:8200``. Plain
+            ``http://`` only to a loopback address or ``localhost`` (a dev server), since
+            the token would cross the network unencrypted: any other is refused with
+            :class:`~cloudkit_trio.ConfigError`.
+        role: The role in the AWS secrets engine: letters, digits, ``_``, ``-``, ``.`` and
+            ``@``, not ``.`` or ``..``; anything else is a :class:`~cloudkit_trio.ConfigError`.
         token: The Vault token; read from ``VAULT_TOKEN`` at each call when omitted, so a
             rotated token is picked up.
-        mount: Where the AWS secrets engine is mounted (``aws`` by default).
+        mount: Where the AWS secrets engine is mounted (``aws`` by default): segments
+            like the role's, joined by ``/``, so the token is only ever sent below
+            ``/v1/<mount>/creds/``.
         namespace: The Vault Enterprise namespace, sent as ``X-Vault-Namespace``.
         transport: An ``httpx.AsyncBaseTransport`` to use (custom TLS trust, tests); the
             caller keeps ownership of it. A fresh connection is made per call otherwise.
@@ -83,14 +128,14 @@ class VaultAuthProvider(AuthProvider):
         environ: Mapping[str, str] | None = None,
     ) -> None:
         base = _base_url(vault_url)
-        if not isinstance(role, str) or not role or "/" in role:
-            raise ValueError("role must be a non-empty role name without '/'")
-        if not isinstance(mount, str) or not mount.strip("/"):
-            raise ValueError("mount must be the non-empty path of the AWS secrets engine")
+        _segments(role, "role", several=False)
+        mount_parts = _segments(mount, "mount", several=True)
         if token is not None and not header_safe(token):
-            raise ValueError("token must be a non-empty printable ASCII string")
+            raise ConfigError("token must be a non-empty printable ASCII string", field="token")
         if namespace is not None and not header_safe(namespace):
-            raise ValueError("namespace must be a non-empty printable ASCII string")
+            raise ConfigError(
+                "namespace must be a non-empty printable ASCII string", field="namespace"
+            )
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise TypeError(
                 f"transport must be an httpx.AsyncBaseTransport, got {type(transport).__name__}"
@@ -98,14 +143,14 @@ class VaultAuthProvider(AuthProvider):
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.role = role
-        self.mount = mount.strip("/")
+        self.mount = "/".join(mount_parts)
         self.namespace = namespace
         self.timeout = float(timeout)
         self._token = token
         self._transport = transport
         self._environ = environ
         prefix = base.raw_path.decode("ascii").rstrip("/")
-        path = "/".join(quote(part, safe="") for part in (*self.mount.split("/"), "creds", role))
+        path = "/".join((*mount_parts, "creds", role))
         self.vault_url = f"{base.scheme}://{base.netloc.decode('ascii')}{prefix}"
         self._url = f"{self.vault_url}/v1/{path}"
         self._lookup_url = f"{self.vault_url}/v1/auth/token/lookup-self"
@@ -168,11 +213,21 @@ class VaultAuthProvider(AuthProvider):
             raise SerializationError(
                 f"{self._source} answered without a 'lease_duration' of whole seconds"
             )
+        expires_at: dt.datetime | None = None
+        if lease:
+            try:
+                expires_at = arrived + dt.timedelta(seconds=lease)
+            except OverflowError:
+                expires_at = None
+            if expires_at is None:
+                raise SerializationError(
+                    f"{self._source} answered with a 'lease_duration' that ends after the year 9999"
+                )
         return Credentials(
             required_text(data, "access_key", self._source),
             required_text(data, "secret_key", self._source),
             optional_text(data, "security_token", self._source),
-            arrived + dt.timedelta(seconds=lease) if lease else None,
+            expires_at,
         )
 
     def __repr__(self) -> str:
