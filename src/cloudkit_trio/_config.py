@@ -7,13 +7,13 @@ import os
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
-from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
 from ._errors import ConfigError
+from ._masking import mask_url
 from ._provider import ProviderType, Region, validate_region_code
-from ._validation import count, seconds
+from ._validation import check_url, count, seconds
 
 __all__ = ["CloudConfig"]
 
@@ -28,6 +28,12 @@ DEFAULT_MAX_CONCURRENCY: Final = 256
 DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT: Final = 64
 DEFAULT_METRICS_QUEUE_SIZE: Final = 10_000
 DEFAULT_SHUTDOWN_GRACE: Final = 10.0
+# Far above any API reply (S3 listings, DynamoDB pages, SQS batches: at most a few MiB), far
+# below what it costs to hold one per concurrent operation; larger bodies want stream().
+DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
+# A body must be read within this when the caller set no deadline: five minutes moves 30 GB
+# at 100 MB/s, yet a server dripping a byte at a time holds its slots for no longer.
+DEFAULT_STREAM_TIMEOUT: Final = 300.0
 
 # Provider variables, consulted after the CLOUD_* ones, in the order listed.
 _PROVIDER_REGION_VARS: Final[Mapping[ProviderType, tuple[str, ...]]] = {
@@ -50,23 +56,8 @@ _SENSITIVE_MARKERS: Final = ("secret", "token", "password", "credential", "key")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any user-info replaced, safe to put in messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if _port_or_none(parts) is not None else "")
-    return parts._replace(netloc=netloc).geturl()
-
-
-def _port_or_none(parts: SplitResult) -> int | None:
-    try:
-        return parts.port
-    except ValueError:
-        return None
+    """``url`` safe to put in messages and logs: :func:`~cloudkit_trio._masking.mask_url`."""
+    return mask_url(url)
 
 
 def _to_region_code(value: str | Region) -> str:
@@ -78,40 +69,8 @@ def _check_region(_instance: object, _attribute: object, value: str) -> None:
 
 
 def _check_endpoint(_instance: object, _attribute: object, value: str | None) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str):
-        raise ConfigError(
-            f"endpoint must be a URL string, got {type(value).__name__}",
-            field="endpoint",
-            value=type(value).__name__,
-        )
-    shown = redact_url(value)
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"endpoint must be an absolute http:// or https:// URL with a host, got {shown!r}",
-            field="endpoint",
-            value=shown,
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError(
-            f"endpoint must not carry user-info; configure credentials through an "
-            f"AuthProvider instead (got {shown!r})",
-            field="endpoint",
-            value=shown,
-        )
-    if _port_or_none(parts) is None and ":" in parts.netloc.rsplit("]", 1)[-1]:
-        raise ConfigError(f"endpoint has an invalid port: {shown!r}", field="endpoint", value=shown)
-    if parts.query or parts.fragment:
-        raise ConfigError(
-            f"endpoint must not have a query or fragment, got {shown!r}",
-            field="endpoint",
-            value=shown,
-        )
+    if value is not None:
+        check_url("endpoint", value, allow_query=False)
 
 
 def _freeze_parameters(value: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -160,6 +119,15 @@ class CloudConfig:
             are dropped and counted, never waited for.
         shutdown_grace: Seconds a graceful shutdown lets running and queued operations
             finish before cancelling them with :class:`ContextClosed`.
+        max_response_size: Largest body, in bytes after decoding, that ``execute`` (and
+            ``StreamingResponse.aread``) holds in memory; past it they raise
+            :class:`ResponseTooLarge` having buffered no more than this. Error bodies are
+            cut to it instead. Default 64 MiB; ``stream`` and ``aiter_bytes`` have no
+            such limit.
+        stream_timeout: Seconds a streamed body may take to read, from its headers on,
+            when the caller set no deadline (no ``timeout=``, ``Operation.timeout`` or
+            enclosing Trio deadline); past it a read raises :class:`OperationTimeout` with
+            ``waiting_for="body"``. Default 300; give ``timeout=`` for longer downloads.
 
     Invalid values raise :class:`ConfigError` naming the field and the value.
 
@@ -180,6 +148,8 @@ class CloudConfig:
     )
     metrics_queue_size: int = attrs.field(default=DEFAULT_METRICS_QUEUE_SIZE, validator=count())
     shutdown_grace: float = attrs.field(default=DEFAULT_SHUTDOWN_GRACE, validator=seconds())
+    max_response_size: int = attrs.field(default=DEFAULT_MAX_RESPONSE_SIZE, validator=count())
+    stream_timeout: float = attrs.field(default=DEFAULT_STREAM_TIMEOUT, validator=seconds())
     parameters: Mapping[str, str] = attrs.field(
         factory=dict,
         converter=_freeze_parameters,

@@ -13,16 +13,14 @@ import attrs
 import httpx
 
 from ._errors import ConfigError
-from ._validation import check_seconds
+from ._masking import mask_headers, mask_url
+from ._validation import check_headers, check_params, check_path, check_seconds, check_url
 
 __all__ = ["Operation", "Response", "endpoint_of"]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # RFC 9110 §9.2.2: these methods are idempotent; the rest are not unless the caller says so.
 _IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_SECRET_HEADERS: Final = frozenset(
-    {"authorization", "proxy-authorization", "x-amz-security-token", "x-vault-token", "cookie"}
-)
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
@@ -49,8 +47,9 @@ def _check_name(_instance: object, attribute: attrs.Attribute[str], value: str) 
         )
 
 
-def _upper(value: str) -> str:
-    return value.upper() if isinstance(value, str) else value
+def _upper(value: object) -> object:
+    # ASCII only: "ß".upper() is "SS", which would turn a non-method into one.
+    return value.upper() if isinstance(value, str) and value.isascii() else value
 
 
 def _check_method(_instance: object, _attribute: object, value: str) -> None:
@@ -63,39 +62,31 @@ def _check_method(_instance: object, _attribute: object, value: str) -> None:
 
 
 def _check_url(_instance: object, _attribute: object, value: str | None) -> None:
-    if value is None:
-        return
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"Operation.url must be an absolute http:// or https:// URL, got {value!r}",
-            field="url",
-            value=value,
-        )
+    if value is not None:
+        check_url("Operation.url", value)
 
 
 def _check_path(_instance: object, _attribute: object, value: str | None) -> None:
-    if value is not None and (not isinstance(value, str) or "://" in value):
-        raise ConfigError(
-            f"Operation.path must be a path relative to the configured endpoint, got {value!r}",
-            field="path",
-            value=value,
-        )
+    if value is not None:
+        check_path("Operation.path", value)
 
 
-def _freeze_strings(value: Mapping[str, str] | None) -> Mapping[str, str]:
-    return types.MappingProxyType(dict(value or {}))
+def _freeze_mapping(value: object) -> object:
+    # Only mappings are frozen; anything else is left for the validator to refuse (a list
+    # of strings must not become a dict of their characters).
+    if value is None:
+        return types.MappingProxyType({})
+    if isinstance(value, Mapping):
+        return types.MappingProxyType(dict(value))
+    return value
 
 
-def _check_headers(_instance: object, attribute: attrs.Attribute[object], value: object) -> None:
-    assert isinstance(value, Mapping)
-    for key, item in value.items():
-        if not isinstance(key, str) or not isinstance(item, str):
-            raise ConfigError(
-                f"Operation.{attribute.name} must map str to str; the entry for {key!r} does not",
-                field=attribute.name,
-                value=key,
-            )
+def _check_headers(_instance: object, _attribute: object, value: object) -> None:
+    check_headers("Operation.headers", value)
+
+
+def _check_params(_instance: object, _attribute: object, value: object) -> None:
+    check_params("Operation.params", value)
 
 
 def _check_body(_instance: object, _attribute: object, value: bytes) -> None:
@@ -112,8 +103,21 @@ def _check_timeout(_instance: object, _attribute: object, value: float | None) -
         check_seconds("Operation.timeout", value)
 
 
-def _headers_repr(value: Mapping[str, str]) -> str:
-    return repr({k: ("***" if k.lower() in _SECRET_HEADERS else v) for k, v in value.items()})
+def _check_idempotent(_instance: object, _attribute: object, value: bool | None) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(
+            f"Operation.idempotent must be True, False or None, got {type(value).__name__}",
+            field="idempotent",
+            value=type(value).__name__,
+        )
+
+
+def _url_repr(value: str | None) -> str:
+    return repr(value if value is None else mask_url(value))
+
+
+def _mapping_repr(value: Mapping[str, str]) -> str:
+    return repr(mask_headers(value))
 
 
 def _body_repr(value: bytes) -> str:
@@ -137,21 +141,25 @@ class Operation:
     service: str = attrs.field(validator=_check_name)
     name: str = attrs.field(validator=_check_name)
     method: str = attrs.field(default="GET", converter=_upper, validator=_check_method)
-    url: str | None = attrs.field(default=None, validator=_check_url)
-    path: str | None = attrs.field(default=None, validator=_check_path)
+    url: str | None = attrs.field(default=None, validator=_check_url, repr=_url_repr)
+    path: str | None = attrs.field(default=None, validator=_check_path, repr=_url_repr)
     params: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_freeze_strings, validator=_check_headers, hash=False
+        factory=dict,
+        converter=_freeze_mapping,
+        validator=_check_params,
+        repr=_mapping_repr,
+        hash=False,
     )
     headers: Mapping[str, str] = attrs.field(
         factory=dict,
-        converter=_freeze_strings,
+        converter=_freeze_mapping,
         validator=_check_headers,
-        repr=_headers_repr,
+        repr=_mapping_repr,
         hash=False,
     )
     body: bytes = attrs.field(default=b"", validator=_check_body, repr=_body_repr)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
-    idempotent: bool | None = None
+    idempotent: bool | None = attrs.field(default=None, validator=_check_idempotent)
 
     def __attrs_post_init__(self) -> None:
         if (self.url is None) == (self.path is None):
@@ -176,8 +184,9 @@ class Operation:
         assert self.path is not None
         if endpoint is None:
             raise ConfigError(
-                f"operation {self.service}.{self.name} has a relative path {self.path!r} but the "
-                "CloudConfig has no endpoint; set CloudConfig(endpoint=...) or pass url=",
+                f"operation {self.service}.{self.name} has a relative path "
+                f"{mask_url(self.path)!r} but the CloudConfig has no endpoint; set "
+                "CloudConfig(endpoint=...) or pass url=",
                 field="endpoint",
                 value=None,
                 service=self.service,
@@ -196,7 +205,7 @@ class Response:
     status_code: int
     headers: httpx.Headers = attrs.field(repr=False)
     content: bytes = attrs.field(repr=_body_repr)
-    url: str
+    url: str = attrs.field(repr=_url_repr)
     #: Attempts made, the successful one included.
     attempts: int = 1
     #: Seconds from the first attempt to the response, backoff included.

@@ -4,22 +4,35 @@ Cloud APIs never send a document type declaration, so any DTD, entity declaratio
 external reference is refused outright: no entity is ever expanded (no "billion laughs", no
 external entities), without a third-party dependency. The tree kept is small: local element
 names (namespaces dropped) and their text.
+
+Nesting is bounded too: a document deeper than :data:`MAX_DEPTH` elements is refused with
+:class:`SerializationError` while it is read (cloud documents nest a handful of levels), and
+nothing here recurses, so no body can raise :class:`RecursionError` in a caller. An error
+body refused this way is simply not parsed for a provider code: the status decides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 from xml.parsers import expat
 
 import attrs
 
 from ._errors import SerializationError
 
-__all__ = ["Element", "parse_xml"]
+__all__ = ["MAX_DEPTH", "Element", "parse_xml"]
+
+#: The deepest nesting accepted; S3's listings and every provider's error documents use < 10.
+MAX_DEPTH: Final = 100
 
 
 class _Refused(Exception):
     """A construct that could expand entities or fetch external resources."""
+
+
+class _TooDeep(Exception):
+    """Elements nested deeper than :data:`MAX_DEPTH`."""
 
 
 @attrs.define(eq=False)
@@ -44,10 +57,12 @@ class Element:
         return (child for child in self.children if child.tag == tag)
 
     def iter(self) -> Iterator[Element]:
-        """This element and its descendants, depth first."""
-        yield self
-        for child in self.children:
-            yield from child.iter()
+        """This element and its descendants, depth first (without recursion)."""
+        pending = [self]
+        while pending:
+            element = pending.pop()
+            yield element
+            pending.extend(reversed(element.children))
 
     def text_of(self, tag: str) -> str | None:
         """The text of the first child called ``tag``, or None when there is none."""
@@ -67,6 +82,8 @@ def parse_xml(body: bytes, *, what: str) -> Element:
         raise _Refused
 
     def start(name: str, _attributes: object) -> None:
+        if len(stack) >= MAX_DEPTH:
+            raise _TooDeep
         element = Element(name.rpartition(" ")[2])
         if stack:
             stack[-1].children.append(element)
@@ -93,6 +110,10 @@ def parse_xml(body: bytes, *, what: str) -> Element:
     except _Refused:
         raise SerializationError(
             f"the {what} document declares a DTD or entities, which cloud APIs never send; refused"
+        ) from None
+    except _TooDeep:
+        raise SerializationError(
+            f"the {what} document nests elements deeper than {MAX_DEPTH} levels; refused"
         ) from None
     except expat.ExpatError as error:
         raise SerializationError(f"the {what} document is not well-formed XML: {error}") from None

@@ -50,6 +50,10 @@ class Retry:
             )
 
 
+#: The longest any built-in policy waits, a server's ``Retry-After`` included, by default.
+_DEFAULT_MAX_DELAY: Final = 30.0
+
+
 class _DoNotRetry(enum.Enum):
     # An enum member is the idiomatic typed singleton: ``decision is DO_NOT_RETRY`` narrows.
     DO_NOT_RETRY = "DO_NOT_RETRY"
@@ -162,7 +166,7 @@ class ExponentialBackoff:
         *,
         initial_delay: float = 0.1,
         multiplier: float = 2.0,
-        max_delay: float = 30.0,
+        max_delay: float = _DEFAULT_MAX_DELAY,
         max_attempts: int = 3,
         jitter: Jitter = Jitter.NONE,
         random: RandomSource | None = None,
@@ -234,24 +238,51 @@ class ExponentialBackoff:
 class FixedDelay:
     """Retry retryable errors after the same delay each time (or the server's hint, if longer).
 
+    A server's ``Retry-After`` is honoured up to ``max_delay``, as by
+    :class:`ExponentialBackoff`: a hostile or broken server cannot park an operation that
+    has no deadline, and the concurrency slots it holds, for longer than that.
+
+    Args:
+        delay: Delay before every retry, in seconds.
+        max_attempts: All attempts, the first included.
+        max_delay: Upper bound on a delay stretched by the server's hint (at least
+            ``delay``); by default 30 s, or ``delay`` when that is longer.
+
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("delay", "max_attempts")
+    __slots__ = ("delay", "max_attempts", "max_delay")
 
-    def __init__(self, delay: float = 1.0, max_attempts: int = 3) -> None:
+    def __init__(
+        self, delay: float = 1.0, max_attempts: int = 3, *, max_delay: float | None = None
+    ) -> None:
         self.delay = check_seconds("FixedDelay.delay", delay, allow_zero=True)
         self.max_attempts = check_count("FixedDelay.max_attempts", max_attempts)
+        self.max_delay = (
+            max(_DEFAULT_MAX_DELAY, self.delay)
+            if max_delay is None
+            else check_seconds("FixedDelay.max_delay", max_delay, allow_zero=True)
+        )
+        if self.max_delay < self.delay:
+            raise ConfigError(
+                f"FixedDelay.max_delay ({max_delay!r}) must be >= delay ({delay!r})",
+                field="max_delay",
+                value=max_delay,
+            )
 
     def should_retry(self, error: CloudError, attempt: int) -> RetryDecision:
         check_attempt(attempt)
         if attempt >= self.max_attempts or not _retryable(error):
             return DO_NOT_RETRY
         hint = server_hint(error)
-        return Retry(self.delay if hint is None else max(self.delay, hint))
+        delay = self.delay if hint is None else max(self.delay, hint)
+        return Retry(min(delay, self.max_delay))
 
     def __repr__(self) -> str:
-        return f"FixedDelay(delay={self.delay!r}, max_attempts={self.max_attempts!r})"
+        return (
+            f"FixedDelay(delay={self.delay!r}, max_attempts={self.max_attempts!r}, "
+            f"max_delay={self.max_delay!r})"
+        )
 
 
 class NoRetry:
