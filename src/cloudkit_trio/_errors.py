@@ -24,6 +24,7 @@ Every operational failure the library reports is a :class:`CloudError`::
     ├── ProviderError                (retryable when ``status`` is 5xx)
     ├── ConfigError                  (also a ValueError: it is raised for bad arguments)
     ├── SerializationError
+    ├── ResponseTooLarge             (past ``CloudConfig.max_response_size``)
     ├── InternalError
     ├── CircuitOpenError             (rejected without a network call)
     ├── Overloaded                   (a bounded queue was full)
@@ -60,6 +61,7 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "RateLimited",
+    "ResponseTooLarge",
     "SerializationError",
     "ServiceUnavailable",
     "TLSError",
@@ -450,6 +452,39 @@ class SerializationError(CloudError):
 
     .. versionadded:: 0.1.0
     """
+
+
+class ResponseTooLarge(CloudError):
+    """A response body is larger than the runtime will hold in memory.
+
+    Raised by :meth:`Cloud.execute() <cloudkit_trio.Cloud.execute>` and
+    :meth:`StreamingResponse.aread() <cloudkit_trio.StreamingResponse.aread>` once the body
+    (after decoding) would pass ``limit`` bytes, ``CloudConfig.max_response_size``; no more
+    than ``limit`` bytes are ever buffered. ``size`` is the length the server declared
+    (``Content-Length``), when it did. Not retryable: the same request gets the same body.
+    Raise the limit, or read the body in pieces with
+    :meth:`Cloud.stream() <cloudkit_trio.Cloud.stream>` and ``aiter_bytes()``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int | None = None,
+        size: int | None = None,
+        **context: Unpack[ErrorContext],
+    ) -> None:
+        super().__init__(message, **context)
+        self.limit = limit
+        self.size = size
+
+    def _details(self) -> list[str]:
+        details = [] if self.limit is None else [f"limit={self.limit}"]
+        if self.size is not None:
+            details.append(f"size={self.size}")
+        return details
 
 
 class InternalError(CloudError):

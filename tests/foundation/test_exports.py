@@ -29,7 +29,8 @@ EXPECTED_TOP_LEVEL = {
     "LogLevel", "Logger", "LoggingMetrics", "MetricsCollector", "MissingCredentials",
     "NetworkError", "NoRetry", "NoopLogger", "NoopMetrics", "NotFound", "OperationMetrics",
     "OperationOutcome", "OperationTimeout", "Overloaded", "ProtocolError", "ProviderError",
-    "PrometheusMetrics", "ProviderType", "RateLimited", "Region", "Retry", "RetryDecision", "RetryPolicy",
+    "PrometheusMetrics", "ProviderType", "RateLimited", "Region", "ResponseTooLarge", "Retry",
+    "RetryDecision", "RetryPolicy",
     "SerializationError", "ServiceUnavailable", "StaticAuthProvider", "StdlibLogger",
     "StructuredLogger", "TLSError", "TokenRefreshFailed", "ValidationError",
 }  # fmt: skip

@@ -135,12 +135,15 @@ class Runtime:
                 containment=self.containment,
                 lifecycle=self.lifecycle,
                 attempt_timeout=config.timeout,
+                max_response_size=config.max_response_size,
             ),
             policy=settings.retry_policy,
             refresher=self.refresher,
             needs_credentials=settings.signer.needs_credentials,
             events=self.events,
             containment=self.containment,
+            stream_timeout=config.stream_timeout,
+            max_response_size=config.max_response_size,
         )
         self.router = Router(
             self.queue, self.runner, self.lifecycle, workers=config.max_concurrency

@@ -13,6 +13,7 @@ import httpx
 import trio
 
 from .._errors import CircuitOpenError, CloudError, InternalError, OperationTimeout
+from .._streaming import read_body
 from ..transport._classify import error_from_exception, error_from_response
 from ._breaker import Outcome, Permit
 from ._containment import Spi
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Attempts"]
 
-# A body with this header must go through httpx's decoders.
+# A body with this header must go through the (bounded) decoders.
 _ENCODED: Final = "content-encoding"
+# The default CloudConfig.max_response_size, for runtimes built without a config.
+_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
 
 
 class Attempts:
@@ -43,6 +46,7 @@ class Attempts:
         "_containment",
         "_events",
         "_lifecycle",
+        "_max_response_size",
         "_signer",
         "_timeout",
         "_transport",
@@ -59,6 +63,7 @@ class Attempts:
         containment: Containment,
         lifecycle: Lifecycle,
         attempt_timeout: float,
+        max_response_size: int = _MAX_RESPONSE_SIZE,
     ) -> None:
         self._transport = transport
         self._signer = signer
@@ -67,6 +72,7 @@ class Attempts:
         self._containment = containment
         self._lifecycle = lifecycle
         self._timeout = attempt_timeout
+        self._max_response_size = max_response_size
         #: The error for an operation its own deadline or shutdown cut short (the runner's).
         self.interrupted: Callable[[Flight], CloudError] = _no_interruptions
 
@@ -147,15 +153,16 @@ class Attempts:
             body = response.stream
             if stream and response.status_code < 300:
                 return response, b""
+            limit = self._max_response_size
             if type(body) is httpx.ByteStream and _ENCODED not in response.headers:
                 # Already in memory (PooledTransport hands small bodies over this way):
-                # httpx's aread() machinery would cost more than the request.
-                return response, b"".join(body)
-            # Error bodies are read whole as well: they carry the error code.
-            try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
+                # the general reader would cost more than the request.
+                content = b"".join(body)
+                if len(content) <= limit:
+                    return response, content
+            # Error bodies are read too, for their error code; past the limit they are cut
+            # short rather than refused, so a 503 stays a 503.
+            content = await read_body(response, limit=limit, truncate=response.status_code >= 300)
             return response, content
         except CloudError:
             raise

@@ -53,6 +53,10 @@ _E = TypeVar("_E", bound=CloudError)
 
 # How long closing a streamed body may take once the caller's block is done.
 _BODY_CLOSE_BUDGET: Final = 1.0
+# The defaults of CloudConfig.stream_timeout and max_response_size, for runners built
+# without a config.
+_STREAM_TIMEOUT: Final = 300.0
+_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
 
 
 @attrs.frozen
@@ -84,6 +88,8 @@ class OperationRunner:
         needs_credentials: bool,
         events: RuntimeEvents,
         containment: Containment,
+        stream_timeout: float = _STREAM_TIMEOUT,
+        max_response_size: int = _MAX_RESPONSE_SIZE,
     ) -> None:
         self._provider = provider
         self._provider_name = str(provider)
@@ -97,6 +103,8 @@ class OperationRunner:
         self._needs_credentials = needs_credentials
         self._events = events
         self._containment = containment
+        self._stream_timeout = stream_timeout
+        self._max_response_size = max_response_size
         self.deadlines_expired = dict.fromkeys(Wait.ALL, 0)
         self.inflight = 0
         self._idle = trio.Event()
@@ -165,8 +173,9 @@ class OperationRunner:
 
         Retries, credentials and the breaker apply until the headers arrive; the operation
         keeps its concurrency slots until the body is closed, and its deadline bounds each
-        read of the body too. It is reported once, when the block exits: a success unless
-        reading the body failed.
+        read of the body too; when the caller set no deadline at all, ``stream_timeout``
+        from the headers on does, so a server dripping its body cannot hold the slots. It
+        is reported once, when the block exits: a success unless reading the body failed.
         """
         flight = self._depart(operation, deadline, plan_deadline, None)
         error: CloudError | None = None
@@ -183,13 +192,19 @@ class OperationRunner:
                 error = self._unexpected(flight, exc)
                 raise error from exc
             status = response.status_code
+            now = trio.current_time()
+            # A deadline the caller set (timeout=, Operation.timeout, an enclosing scope)
+            # is theirs to choose; only a body nobody bounded gets stream_timeout.
+            unbounded = flight.plan_deadline == math.inf
+            body_deadline = now + self._stream_timeout if unbounded else flight.deadline
             try:
                 body = StreamingResponse._create(
                     response,
                     url=flight.url,
                     attempts=attempts,
-                    elapsed=trio.current_time() - flight.start,
-                    guard=partial(self._guard_body, flight),
+                    elapsed=now - flight.start,
+                    guard=partial(self._guard_body, flight, body_deadline),
+                    max_size=self._max_response_size,
                 )
                 try:
                     yield body
@@ -432,10 +447,16 @@ class OperationRunner:
             return None
         return float(decision.delay)
 
-    async def _guard_body(self, flight: Flight, read: Awaitable[bytes]) -> bytes:
-        """Await one read of a streamed body within the deadline, mapping its failures."""
+    async def _guard_body(
+        self, flight: Flight, body_deadline: float, read: Awaitable[bytes]
+    ) -> bytes:
+        """Await one read of a streamed body within its deadline, mapping its failures.
+
+        ``body_deadline`` is the operation's deadline, or when it has none the end of
+        ``stream_timeout``.
+        """
         flight.waiting_for = Wait.BODY
-        scope = self._lifecycle.open_scope(flight.deadline)
+        scope = self._lifecycle.open_scope(body_deadline)
         try:
             with scope:
                 try:
@@ -448,6 +469,16 @@ class OperationRunner:
                     raise self._in_context(error, flight) from exc
         finally:
             self._lifecycle.close_scope(scope)
+        if body_deadline < flight.deadline and not self._lifecycle.cancelled:
+            self.deadlines_expired[Wait.BODY] += 1
+            error = OperationTimeout(
+                f"the body was not read within stream_timeout={self._stream_timeout:g}s; "
+                "pass timeout= to stream() (or raise CloudConfig.stream_timeout) for longer "
+                "downloads",
+                timeout=self._stream_timeout,
+                waiting_for=Wait.BODY,
+            )
+            raise self._in_context(error, flight)
         raise self.interrupted(flight)
 
     # -- errors ----------------------------------------------------------------------------
