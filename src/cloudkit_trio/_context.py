@@ -436,7 +436,8 @@ class Cloud:
         :class:`CloudError` from ``async with``. Inside the block, read the body with
         ``async for chunk in response.aiter_bytes()``; it is closed when the block exits,
         read or not. The operation holds its concurrency slots until then, and ``timeout``
-        (or ``Operation.timeout``) bounds reading the body as well. Runs on the caller's task.
+        (or ``Operation.timeout``) bounds reading the body as well; without any deadline,
+        ``CloudConfig.stream_timeout`` (300 s) bounds it. Runs on the caller's task.
         """
         runner = self._admit("stream", operation)
         async with runner.stream(

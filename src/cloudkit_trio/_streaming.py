@@ -16,6 +16,7 @@ from typing import Final, final
 import httpx
 
 from ._errors import CloudError, ResponseTooLarge, SerializationError
+from ._masking import mask_url
 
 __all__ = ["StreamingResponse"]
 
@@ -310,7 +311,7 @@ class StreamingResponse:
         return self._body
 
     def __repr__(self) -> str:
-        return f"<StreamingResponse [{self.status_code}] {self.url}>"
+        return f"<StreamingResponse [{self.status_code}] {mask_url(self.url)}>"
 
 
 async def read_body(response: httpx.Response, *, limit: int, truncate: bool) -> bytes:

@@ -326,3 +326,26 @@ class TestFuzz:
             return
         targets = Targets(config.endpoint, {})
         targets.request(op, targets.resolve(op)[1])
+
+
+class TestStreamingRepr:
+    def test_a_presigned_url_is_masked(self) -> None:
+        """A StreamingResponse's repr masks a presigned URL's signature and token."""
+        import httpx
+
+        from cloudkit_trio._streaming import StreamingResponse
+
+        async def guard(read):  # type: ignore[no-untyped-def]
+            return await read
+
+        url = "https://b.s3.amazonaws.com/k?X-Amz-Signature=deadbeef&X-Amz-Security-Token=tok123"
+        response = StreamingResponse._create(
+            httpx.Response(200, content=b""),
+            url=url,
+            attempts=1,
+            elapsed=0.0,
+            guard=guard,
+            max_size=1,
+        )
+        shown = repr(response)
+        assert "deadbeef" not in shown and "tok123" not in shown and "X-Amz-Signature" in shown
