@@ -25,6 +25,7 @@ __all__ = [
     "mask_headers",
     "mask_text",
     "mask_url",
+    "secret_values",
 ]
 
 MASK: Final = "***"
@@ -65,21 +66,38 @@ _SECRET_NAMES: Final = frozenset(
 # Parts of a name that make it a secret's name wherever they appear in it.
 _SECRET_PARTS: Final = ("secret", "token", "password", "signature", "credential_key", "apikey")
 
+# The words that make a name in free text look secret (``access_token``, ``X-Vault-Token``,
+# ``"password"``, ``<SignatureProvided>``).
+_SECRET_WORDS: Final = (
+    r"(?:secret|token|password|passwd|signature|authorization|api[_-]?key|cookie|sig)"
+)
+_WORD: Final = r"[A-Za-z0-9_.\-]"
 # `name=value`, `name: value` and `"name": "value"` for any name that looks secret; the
-# value runs to the next separator (or to the closing quote).
+# value runs to the next separator (or to the closing quote). Linear time on any input, as
+# error bodies come from servers: a match starts only where a word starts, the lookahead
+# finds a secret word within that word, and the possessive `++` never backtracks into it.
 _NAMED_VALUE: Final = re.compile(
-    r"""(?P<name>["']?[A-Za-z0-9_.\-]*"""
-    r"""(?:secret|token|password|passwd|signature|authorization|api[_-]?key|cookie|sig)"""
-    r"""[A-Za-z0-9_.\-]*["']?)"""
+    rf"""(?<!{_WORD})"""
+    rf"""(?P<name>["']?(?={_WORD}*?{_SECRET_WORDS}){_WORD}++["']?)"""
     r"""(?P<sep>\s*[=:]\s*)"""
     r"""(?P<value>"[^"]*"|'[^']*'|[^\s"'&,;<>]+)""",
     re.IGNORECASE,
 )
-# HTTP auth schemes quoted with their credentials: `Bearer abc`, `Basic abc`.
-_AUTH_SCHEME: Final = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+", re.IGNORECASE)
+# `<SignatureProvided>value</`, `<Token>value</`: XML elements whose name looks secret.
+_XML_ELEMENT: Final = re.compile(
+    rf"""<(?P<tag>(?=[A-Za-z0-9_.:\-]*?{_SECRET_WORDS})[A-Za-z0-9_.:\-]++)>[^<]*+</""",
+    re.IGNORECASE,
+)
+# HTTP auth schemes quoted with their credentials: `Bearer abc`, `Basic abc`, and prose
+# such as Vault's `invalid token "hvs.abc"`.
+_AUTH_SCHEME: Final = re.compile(
+    r"""\b(?P<scheme>Bearer|Basic|Token)(?P<gap>\s+["']?)[A-Za-z0-9._~+/=\-]+""", re.IGNORECASE
+)
 # Values shorter than this are not searched for as such (too likely to match by chance).
 _MIN_SECRET_LENGTH: Final = 4
-_CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line and paragraph separators: anything a log viewer
+# or ``str.splitlines`` could take for the end of a line.
+_CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def is_secret_name(name: str) -> bool:
@@ -98,15 +116,23 @@ def mask_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict
 
 
 def mask_fields(fields: Mapping[str, object]) -> dict[str, object]:
-    """A copy of structured log fields with secret values masked, and text values scrubbed."""
+    """A copy of structured log fields with secret values masked, and text values scrubbed.
+
+    Nested mappings (metric tags) are masked the same way; a value that is neither text,
+    a number nor a mapping (an exception, a list) is logged as its masked ``str()``.
+    """
     masked: dict[str, object] = {}
     for name, value in fields.items():
         if is_secret_name(name):
             masked[name] = MASK
         elif isinstance(value, str):
             masked[name] = mask_text(value)
-        else:
+        elif value is None or isinstance(value, int | float):
             masked[name] = value
+        elif isinstance(value, Mapping):
+            masked[name] = mask_fields({str(key): item for key, item in value.items()})
+        else:
+            masked[name] = mask_text(str(value))
     return masked
 
 
@@ -140,15 +166,59 @@ def mask_url(url: str) -> str:
 def mask_text(text: str, secrets: Iterable[str | None] = ()) -> str:
     """``text`` (an error body a server echoed, an exception message) with secrets masked.
 
-    Every value of ``secrets`` that occurs in it, every ``name=value`` / ``name: value`` /
-    ``"name": "value"`` whose name looks secret, and every ``Bearer``/``Basic`` credential.
+    Every value of ``secrets`` that occurs in it (the longest first, so one secret that
+    contains another goes whole), every ``name=value`` / ``name: value`` /
+    ``"name": "value"`` / ``<Name>value</Name>`` whose name looks secret, and every
+    ``Bearer``/``Basic``/``Token`` credential. Runs in linear time, whatever the text.
     """
-    for secret in secrets:
-        if secret and len(secret) >= _MIN_SECRET_LENGTH and secret in text:
+    known = sorted(
+        {secret for secret in secrets if secret and len(secret) >= _MIN_SECRET_LENGTH},
+        key=len,
+        reverse=True,
+    )
+    for secret in known:
+        if secret in text:
             text = text.replace(secret, MASK)
     # Schemes first: `Authorization: Bearer x` would otherwise mask only the word Bearer.
-    text = _AUTH_SCHEME.sub(lambda match: f"{match.group(1)} {MASK}", text)
+    text = _AUTH_SCHEME.sub(lambda match: f"{match['scheme']}{match['gap']}{MASK}", text)
+    text = _XML_ELEMENT.sub(lambda match: f"<{match.group('tag')}>{MASK}</", text)
     return _NAMED_VALUE.sub(_mask_named, text)
+
+
+def secret_values(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]], url: str | None = None
+) -> tuple[str, ...]:
+    """The secrets a request carries, to pass as ``mask_text(..., secrets=...)``.
+
+    The value of every header whose name is secret, and on their own the credential of
+    an ``<scheme> <credential>`` value and each secret ``name=value`` part of it (SigV4's
+    ``Signature=...``), since a server may quote just that part; and the value of every
+    secret query parameter of ``url`` (a presigned URL's signature).
+    """
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    found: list[str] = []
+    for name, value in items:
+        if not is_secret_name(name):
+            continue
+        found.append(value)
+        _scheme, _, credential = value.strip().partition(" ")
+        if credential:
+            found.append(credential.strip())
+            for part in credential.split(","):
+                key, _, secret = part.partition("=")
+                if is_secret_name(key.strip()):
+                    found.append(secret.strip())
+    if url is not None:
+        try:
+            query = urlsplit(url).query
+        except ValueError:
+            query = ""
+        found.extend(
+            value
+            for name, value in parse_qsl(query, keep_blank_values=True)
+            if is_secret_name(name)
+        )
+    return tuple(secret for secret in found if len(secret) >= _MIN_SECRET_LENGTH)
 
 
 def _mask_named(match: re.Match[str]) -> str:

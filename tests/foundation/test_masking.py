@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +16,7 @@ from cloudkit_trio._masking import (
     mask_headers,
     mask_text,
     mask_url,
+    secret_values,
 )
 
 
@@ -100,3 +103,52 @@ class TestText:
         """CR, LF and NUL cannot start a forged log line."""
         assert escape_controls("code\nforged\r\x00") == "code\\nforged\\r\\x00"
         assert escape_controls("plain") == "plain"
+
+    def test_unicode_line_breaks_are_escaped(self) -> None:
+        """NEL and the Unicode line and paragraph separators are escaped too."""
+        assert escape_controls("a\x85b\u2028c\u2029d") == "a\\x85b\\u2028c\\u2029d"
+
+    def test_xml_elements_and_quoted_tokens(self) -> None:
+        """`<SignatureProvided>x</...>` and Vault's `invalid token "x"` are masked."""
+        text = mask_text(
+            '<SignatureProvided>sig12345</SignatureProvided> invalid token "hvs.abcdef"'
+        )
+        assert "sig12345" not in text and "hvs.abcdef" not in text
+        assert "<SignatureProvided>***</SignatureProvided>" in text
+
+    def test_longest_known_secret_first(self) -> None:
+        """A secret that contains another is masked whole, not in pieces."""
+        assert mask_text("x abcdefgh y", ["abcd", "abcdefgh"]) == f"x {MASK} y"
+
+    @pytest.mark.parametrize(
+        "hostile", ["a" * 8000, "token" * 2000, "x" * 8000 + "token", "token=" + " " * 8000]
+    )
+    def test_linear_time_on_hostile_text(self, hostile: str) -> None:
+        """Masking an error body of thousands of word characters takes milliseconds, not
+        the seconds a backtracking pattern took (a server chooses the body)."""
+        start = time.perf_counter()
+        mask_text(hostile)
+        assert time.perf_counter() - start < 0.5
+
+
+class TestSecretValues:
+    def test_headers_and_their_parts(self) -> None:
+        """A request's secret headers, their credential and SigV4 signature, and the secret
+        query parameters of its URL."""
+        found = secret_values(
+            {
+                "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/x, SignedHeaders=host, "
+                "Signature=deadbeef",
+                "X-Amz-Security-Token": "tok-1234",
+                "Accept": "application/json",
+            },
+            "https://h/k?X-Amz-Signature=cafe1234&part=1",
+        )
+        assert {"deadbeef", "tok-1234", "cafe1234"} <= set(found)
+        assert "application/json" not in found and "AKID/x" not in found
+        assert "eyJabc" in secret_values([("Authorization", "Bearer eyJabc")])
+
+    def test_nested_fields_and_objects(self) -> None:
+        """Tags dicts are masked by name; other objects are logged as their masked str()."""
+        masked = mask_fields({"tags": {"token": "t", "ok": "v"}, "cause": ValueError("token=zz")})
+        assert masked == {"tags": {"token": MASK, "ok": "v"}, "cause": f"token={MASK}"}

@@ -14,6 +14,7 @@ import trio
 
 from .._credentials import Credentials
 from .._errors import AuthError, CloudError, ContextClosed, TokenRefreshFailed
+from .._masking import mask_text
 from ..actors._backoff import exponential_delay
 from ._containment import Containment, Spi
 
@@ -223,6 +224,9 @@ class CredentialRefresher:
         self.refreshes = 0
         self.failures = 0
         self._last_error: str | None = None
+        # The secrets of the credentials last installed, kept past a discard: a source that
+        # refuses to renew them may quote them, and its message must not.
+        self._last_secrets: tuple[str | None, ...] = ()
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -430,6 +434,7 @@ class CredentialRefresher:
     def _install(self, credentials: Credentials) -> None:
         now = trio.current_time()
         self._credentials = credentials
+        self._last_secrets = (credentials.secret_key, credentials.session_token)
         self._fetched_at = now
         self._retry_at = -math.inf
         self._last_failure = None
@@ -448,6 +453,9 @@ class CredentialRefresher:
 
     def _failed(self, round_: _Round, failure: _Failure) -> None:
         now = trio.current_time()
+        # The reason quotes a source's error (a Vault error can quote its token); it goes
+        # to the snapshot, the WARN line and every caller's error, so masked once, here.
+        failure = attrs.evolve(failure, reason=mask_text(failure.reason, self._last_secrets))
         self.failures += 1
         self._consecutive_failures += 1
         self._last_failure = failure

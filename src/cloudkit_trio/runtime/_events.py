@@ -2,6 +2,8 @@
 
 Every runtime actor reports through :class:`RuntimeEvents`, which writes a log line (only
 when its level is on) and hands a metric event to the aggregator without ever blocking.
+What came from outside (an endpoint URL, a provider's error code, a credential source's
+error) is masked here, before any logger or collector sees it; the sinks mask again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 
 import attrs
 
+from .._masking import mask_text, mask_url
 from .._provider import ProviderType
 from ..spi import LogEntry, Logger, LogLevel, OperationMetrics, Tags
 
@@ -88,11 +91,17 @@ class RuntimeEvents:
     emit: Callable[[MetricEvent], None]
 
     def operation(self, metrics: OperationMetrics) -> None:
+        code, endpoint = metrics.error_code, metrics.endpoint
+        masked_code = mask_text(code) if code else code
+        masked_endpoint = mask_url(endpoint) if endpoint else endpoint
+        if masked_code != code or masked_endpoint != endpoint:
+            metrics = attrs.evolve(metrics, error_code=masked_code, endpoint=masked_endpoint)
         self.emit(metrics)
 
     def retry(
         self, service: str, operation: str, endpoint: str, attempt: int, delay: float, error: str
     ) -> None:
+        error, endpoint = mask_text(error), mask_url(endpoint)
         tags = {"provider": str(self.provider), "service": service, "operation": operation}
         self.emit(Counter(RuntimeMetric.RETRIES, 1.0, {**tags, "error": error}))
         self.emit(Histogram(RuntimeMetric.RETRY_DELAY, delay, tags))
@@ -109,6 +118,7 @@ class RuntimeEvents:
             )
 
     def breaker_transition(self, endpoint: str, old: str, new: str) -> None:
+        endpoint = mask_url(endpoint)
         self.emit(
             Counter(
                 RuntimeMetric.BREAKER_TRANSITIONS,
@@ -127,7 +137,7 @@ class RuntimeEvents:
             )
 
     def breaker_rejected(self, endpoint: str) -> None:
-        self.emit(Counter(RuntimeMetric.BREAKER_REJECTIONS, 1.0, {"endpoint": endpoint}))
+        self.emit(Counter(RuntimeMetric.BREAKER_REJECTIONS, 1.0, {"endpoint": mask_url(endpoint)}))
 
     def credential_refresh(self, *, ok: bool, error: str | None = None) -> None:
         outcome = "success" if ok else "failure"
@@ -142,7 +152,9 @@ class RuntimeEvents:
             self.logger.debug("credentials refreshed", provider=str(self.provider))
         else:
             self.logger.warn(
-                "credential refresh failed", provider=str(self.provider), error=error or ""
+                "credential refresh failed",
+                provider=str(self.provider),
+                error=mask_text(error) if error else "",
             )
 
     def supervisor_restart(self, child: str) -> None:

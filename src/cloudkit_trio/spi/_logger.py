@@ -12,6 +12,8 @@ from typing import Final, Protocol, TextIO, runtime_checkable
 
 import attrs
 
+from .._masking import escape_controls, mask_fields
+
 __all__ = [
     "LogEntry",
     "LogLevel",
@@ -44,30 +46,18 @@ class LogLevel(enum.IntEnum):
 
 _EMPTY: Final[Mapping[str, object]] = {}
 
-# Field names whose values are secrets wherever they come from. Sinks redact them as a last
-# line of defence; the runtime never puts secrets into fields in the first place.
-_SECRET_FIELDS: Final = frozenset(
-    {
-        "authorization",
-        "password",
-        "secret",
-        "secret_key",
-        "secret_access_key",
-        "session_token",
-        "signature",
-        "token",
-        "x-amz-security-token",
-        "x-vault-token",
-    }
-)
-
 
 def redact_fields(fields: Mapping[str, object]) -> dict[str, object]:
-    """A copy of ``fields`` with the values of secret-looking names replaced by ``***``.
+    """A copy of ``fields`` with the values of secret-looking names replaced by ``***``, and
+    secrets quoted inside text values (``token=...``, ``Bearer ...``) masked.
+
+    Sinks redact as a last line of defence; the runtime never puts secrets into fields in
+    the first place. The names are those of :mod:`cloudkit_trio._masking`, the one place
+    that decides what is a secret.
 
     .. versionadded:: 0.1.0
     """
-    return {k: ("***" if k.lower() in _SECRET_FIELDS else v) for k, v in fields.items()}
+    return mask_fields(fields)
 
 
 @attrs.frozen
@@ -132,7 +122,10 @@ class Logger(Protocol):
 
 
 def _format_fields(fields: Mapping[str, object]) -> str:
-    return " ".join(f"{key}={value}" for key, value in fields.items())
+    # Escaped: a CR or LF in a value from a server would otherwise forge a log line.
+    return " ".join(
+        f"{escape_controls(key)}={escape_controls(str(value))}" for key, value in fields.items()
+    )
 
 
 class StdlibLogger(Logger):
@@ -140,7 +133,9 @@ class StdlibLogger(Logger):
 
     The record's message is ``"<message> key=value ..."`` so plain handlers show the
     fields; the fields also travel as a dict in ``record.fields`` (``extra``) for
-    structured handlers. TRACE maps to level 5, below DEBUG.
+    structured handlers. TRACE maps to level 5, below DEBUG. Secrets are masked
+    (:func:`redact_fields`) and control characters in the message escaped (``\\n``), so
+    one entry is always one line.
 
     Args:
         name: The :mod:`logging` logger name.
@@ -160,7 +155,8 @@ class StdlibLogger(Logger):
         if not self.is_enabled(entry.level):
             return
         fields = redact_fields(entry.fields)
-        text = f"{entry.message} {_format_fields(fields)}" if fields else entry.message
+        message = escape_controls(entry.message)
+        text = f"{message} {_format_fields(fields)}" if fields else message
         self._logger.log(entry.level, "%s", text, extra={"fields": fields})
 
     def __repr__(self) -> str:

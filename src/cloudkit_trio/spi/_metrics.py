@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from .._masking import escape_controls, mask_text
 from .._provider import ProviderType
 from ._logger import Logger, LogLevel, StdlibLogger
 
@@ -130,7 +131,10 @@ class LoggingMetrics(MetricsCollector):
     """Writes metrics as log lines through a :class:`~cloudkit_trio.spi.Logger`.
 
     Operations are logged at INFO as ``[aws] s3.put_object completed in 150ms (success)``
-    with the figures also as fields; counters, gauges and histograms at DEBUG.
+    with the figures also as fields; counters, gauges and histograms at DEBUG. The
+    provider's error code is masked and, like the names in the line, has its control
+    characters escaped: a code from a hostile server cannot forge a line, whatever the
+    logger.
 
     .. versionadded:: 0.1.0
     """
@@ -142,17 +146,19 @@ class LoggingMetrics(MetricsCollector):
         if not self.logger.is_enabled(LogLevel.INFO):
             return
         millis = round(metrics.duration * 1000)
+        service, operation = escape_controls(metrics.service), escape_controls(metrics.operation)
+        code = metrics.error_code
         self.logger.info(
-            f"[{metrics.provider}] {metrics.service}.{metrics.operation} "
+            f"[{metrics.provider}] {service}.{operation} "
             f"completed in {millis}ms ({metrics.outcome})",
             provider=str(metrics.provider),
-            service=metrics.service,
-            operation=metrics.operation,
+            service=service,
+            operation=operation,
             duration_ms=millis,
             outcome=str(metrics.outcome),
             retry_count=metrics.retry_count,
             status_code=metrics.status_code,
-            error_code=metrics.error_code,
+            error_code=escape_controls(mask_text(code)) if code else code,
         )
 
     async def increment_counter(

@@ -16,7 +16,7 @@ import math
 import re
 import socket
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeAlias, Unpack
 
 import attrs
@@ -24,10 +24,12 @@ import httpx
 
 from .. import _errors as e
 from .._errors import CloudError, ErrorContext, SerializationError
+from .._masking import MASK, escape_controls, is_secret_name, mask_text
 from .._xml import Element, parse_xml
 
 __all__ = [
     "ProviderCode",
+    "describe_refused_header",
     "error_from_exception",
     "error_from_response",
     "parse_provider_code",
@@ -35,7 +37,11 @@ __all__ = [
     "scrub",
 ]
 
+# Text from a server is masked whole and only then cut to these lengths: a cut first could
+# leave a piece of a secret that masking would no longer recognise. (Masking takes linear
+# time, and error bodies past _MAX_ERROR_BODY are not read for a message at all.)
 _MAX_MESSAGE: Final = 300
+_MAX_CODE: Final = 128
 # Bodies bigger than this are not parsed for an error code: error documents are small.
 _MAX_ERROR_BODY: Final = 64 * 1024
 
@@ -272,12 +278,18 @@ _BY_STATUS: Final[Mapping[int, _Factory]] = {
 }
 
 
-def _message(status: int, reason: str, parsed: ProviderCode) -> str:
+def _message(status: int, reason: str, parsed: ProviderCode, secrets: Iterable[str]) -> str:
+    # Servers echo what they were sent: gateways quote the signature, Vault its token. Each
+    # part is masked on its own, so `SignatureDoesNotMatch: <message>` does not read as a
+    # secret named SignatureDoesNotMatch.
+    reason, code, detail = (
+        mask_text(part, secrets) if part else "" for part in (reason, parsed.code, parsed.message)
+    )
     head = f"HTTP {status}" + (f" {reason}" if reason else "")
-    if parsed.code and parsed.message:
-        text = f"{head}: {parsed.code}: {parsed.message}"
-    elif parsed.code or parsed.message:
-        text = f"{head}: {parsed.code or parsed.message}"
+    if code and detail:
+        text = f"{head}: {code}: {detail}"
+    elif code or detail:
+        text = f"{head}: {code or detail}"
     else:
         text = head
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
@@ -290,6 +302,7 @@ def error_from_response(
     *,
     reason: str = "",
     now: dt.datetime | None = None,
+    secrets: Iterable[str] = (),
     **context: Unpack[ErrorContext],
 ) -> CloudError | None:
     """The error a response stands for, or None for 1xx/2xx.
@@ -299,25 +312,30 @@ def error_from_response(
     found, 408 timeout, 409 already exists, 429 rate limited, 503 service unavailable,
     other 5xx :class:`~cloudkit_trio.ProviderError` (retryable), anything else a
     non-retryable :class:`~cloudkit_trio.ProviderError`. ``Retry-After`` fills
-    ``retry_after``. Only the provider's short message is kept, never the body: error
-    bodies can echo signatures.
+    ``retry_after``. Only the provider's short message is kept, never the body, and it is
+    masked (:func:`~cloudkit_trio._masking.mask_text`), as is the code: error bodies can
+    echo signatures and tokens. ``secrets`` are the request's own secret values (see
+    :func:`~cloudkit_trio._masking.secret_values`), masked wherever they are echoed.
     """
     if status < 300:
         return None
+    secrets = tuple(secrets)
     parsed = parse_provider_code(headers, body)
-    message = _message(status, reason, parsed)
+    message = _message(status, reason, parsed, secrets)
     retry_after = parse_retry_after(
         next((v for k, v in headers.items() if k.lower() == "retry-after"), None), now=now
     )
     factory = _BY_CODE.get(parsed.code) if parsed.code else None
     if factory is None:
         factory = _BY_STATUS.get(status)
+    # The code is matched as sent, but kept (metric labels, log lines) only masked.
+    code = mask_text(parsed.code, secrets)[:_MAX_CODE] if parsed.code else None
     if factory is not None:
-        error = factory(message, status, parsed.code, retry_after)
+        error = factory(message, status, code, retry_after)
     else:
-        error = e.ProviderError(message, status=status, code=parsed.code)
+        error = e.ProviderError(message, status=status, code=code)
     error.status_code = status
-    error.code = parsed.code
+    error.code = code
     error.add_context(**context)
     return error
 
@@ -339,9 +357,56 @@ _SECRET_PARAMS: Final = re.compile(
 )
 
 
-def scrub(text: str) -> str:
-    """``text`` with secret-looking query parameters (signatures, tokens) masked."""
-    return _SECRET_PARAMS.sub(lambda match: f"{match.group(1)}=***", text)
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with secret-looking query parameters (signatures, tokens, the credential
+    scope) and everything :func:`~cloudkit_trio._masking.mask_text` finds masked."""
+    return mask_text(_SECRET_PARAMS.sub(lambda match: f"{match.group(1)}={MASK}", text), secrets)
+
+
+# h11 (under both transports) quotes the whole value it refuses, a token included.
+_REFUSED_VALUE: Final = re.compile(
+    r"""Illegal header value (?:b'(?:[^'\\]|\\.)*'|b"(?:[^"\\]|\\.)*")"""
+)
+# What HTTP forbids in a field value besides the obvious: any control but TAB.
+_FORBIDDEN_IN_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MAX_QUOTED_VALUE: Final = 60
+
+
+def describe_refused_header(name: str | None, value: str | None = None) -> str:
+    """Why a header value cannot be sent, naming the header and never quoting a secret.
+
+    The value of a header whose name is secret (``Authorization``, a token) is never
+    shown; another header's value is shown masked and escaped, cut short.
+    """
+    what = (
+        f"the value of the header {escape_controls(name)!r}"
+        if name is not None
+        else "a header value"
+    )
+    text = f"{what} contains CR, LF, NUL or another control character HTTP forbids"
+    if name is None or value is None or is_secret_name(name):
+        shown = "the value is not shown: it may hold a secret"
+    else:
+        quoted = escape_controls(mask_text(value))
+        if len(quoted) > _MAX_QUOTED_VALUE:
+            quoted = quoted[: _MAX_QUOTED_VALUE - 3] + "..."
+        shown = f"value '{quoted}'"
+    return (
+        f"{text} ({shown}); fix where it comes from: the credential source, the signer "
+        "or the operation's headers"
+    )
+
+
+def _refused_header(text: str, headers: Mapping[str, str] | None) -> str:
+    if not _REFUSED_VALUE.search(text):
+        return text
+    bad = [
+        (name, value)
+        for name, value in (headers or {}).items()
+        if _FORBIDDEN_IN_VALUE.search(value)
+    ]
+    name, value = bad[0] if len(bad) == 1 else (None, None)
+    return _REFUSED_VALUE.sub(lambda _match: describe_refused_header(name, value), text)
 
 
 _Translate: TypeAlias = Callable[[Exception, str], CloudError]
@@ -422,18 +487,25 @@ _BY_EXCEPTION: Final[Mapping[type[Exception], _Translate]] = {
 }
 
 
-def error_from_exception(exc: Exception, **context: Unpack[ErrorContext]) -> CloudError:
+def error_from_exception(
+    exc: Exception,
+    *,
+    secrets: Iterable[str] = (),
+    headers: Mapping[str, str] | None = None,
+    **context: Unpack[ErrorContext],
+) -> CloudError:
     """Translate an exception raised by httpx (or a transport) into a :class:`CloudError`.
 
     A :class:`CloudError` passes through unchanged (context filled in); an exception that
     is not httpx's becomes :class:`~cloudkit_trio.InternalError`. The original is kept
     as ``__cause__`` by the caller's ``raise ... from``; messages have signatures and
-    tokens masked.
+    tokens masked, ``secrets`` (the request's own) included. A header value refused for
+    a CR/LF/NUL is never quoted; ``headers`` (the request's) lets the message name it.
     """
     if isinstance(exc, CloudError):
         error = exc
     else:
-        text = scrub(str(exc)) or type(exc).__name__
+        text = scrub(_refused_header(str(exc), headers), secrets) or type(exc).__name__
         for cls in type(exc).__mro__:
             translate = _BY_EXCEPTION.get(cls)
             if translate is not None:
