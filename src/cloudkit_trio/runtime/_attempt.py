@@ -13,6 +13,7 @@ import httpx
 import trio
 
 from .._errors import CircuitOpenError, CloudError, InternalError, OperationTimeout
+from .._masking import secret_values
 from .._streaming import read_body
 from ..transport._classify import error_from_exception, error_from_response
 from ._breaker import Outcome, Permit
@@ -118,7 +119,12 @@ class Attempts:
                 )
             if response.status_code >= 300:
                 error = error_from_response(
-                    response.status_code, response.headers, content, reason=response.reason_phrase
+                    response.status_code,
+                    response.headers,
+                    content,
+                    reason=response.reason_phrase,
+                    # A server may quote what it was sent: the signature, the token.
+                    secrets=secret_values(request.headers, str(request.url)),
                 )
                 if error is not None:
                     raise error
@@ -167,7 +173,13 @@ class Attempts:
         except CloudError:
             raise
         except Exception as exc:
-            raise error_from_exception(exc) from exc
+            error = error_from_exception(
+                exc,
+                headers=request.headers,
+                secrets=secret_values(request.headers, str(request.url)),
+            )
+            # A refused header's exception quotes its raw value: keep it out of the chain.
+            raise error from (None if isinstance(exc, httpx.LocalProtocolError) else exc)
 
 
 def _no_interruptions(flight: Flight) -> CloudError:

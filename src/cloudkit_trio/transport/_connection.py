@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import ssl
 import sys
 from typing import Final, cast
@@ -26,6 +27,9 @@ import attrs
 import h11
 import httpx
 import trio
+
+from .._masking import mask_text
+from ._classify import describe_refused_header
 
 __all__ = ["Connection", "aclose_stream", "http_version", "peer_closed"]
 
@@ -230,7 +234,9 @@ class Connection:
             if end:
                 await self._write(end, write_timeout)
         except h11.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc)) from exc
+            # h11 quotes the whole value it refuses, a token included: say which header it
+            # was instead, and keep h11's message out of the chain.
+            raise httpx.LocalProtocolError(_refusal(headers, exc)) from None
 
     def _write_error(self, exc: BaseException) -> httpx.WriteError:
         # Whatever an early response says, this connection cannot carry another request.
@@ -382,3 +388,14 @@ class Connection:
                     raise httpx.RemoteProtocolError(f"unexpected {event!r} in a response body")
         except h11.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
+
+
+_CONTROL_BYTES: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _refusal(headers: list[tuple[bytes, bytes]], exc: h11.LocalProtocolError) -> str:
+    """Why h11 refused a request, without the secret it may quote (only on that path)."""
+    for name, value in headers:
+        if _CONTROL_BYTES.search(value):
+            return describe_refused_header(name.decode("latin-1"), value.decode("latin-1"))
+    return mask_text(str(exc))
