@@ -416,11 +416,10 @@ class Cloud:
         ``Operation.timeout``; the earlier of the two applies.
         """
         runner = self._admit("execute", operation)
-        return await runner.run(
-            operation,
-            deadline=_deadline(timeout),
-            plan_deadline=trio.current_effective_deadline(),
-        )
+        # The caller's own enclosing deadline is read only when a retry is planned.
+        if timeout is None:
+            return await runner.run(operation)
+        return await runner.run(operation, deadline=_deadline(timeout))
 
     @asynccontextmanager
     async def stream(
@@ -452,9 +451,13 @@ class Cloud:
         if not isinstance(operation, Operation):
             raise TypeError(f"{entry}() takes an Operation, got {type(operation).__name__}")
         runtime = self._runtime
-        runtime.lifecycle.check_open(
-            "the operation was not started", service=operation.service, operation=operation.name
-        )
+        lifecycle = runtime.lifecycle
+        if lifecycle.state is not ContextState.RUNNING:
+            lifecycle.check_open(
+                "the operation was not started",
+                service=operation.service,
+                operation=operation.name,
+            )
         return runtime.runner
 
     def submit_channel(self) -> SubmissionChannel:

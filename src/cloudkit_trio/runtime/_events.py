@@ -91,11 +91,13 @@ class RuntimeEvents:
     emit: Callable[[MetricEvent], None]
 
     def operation(self, metrics: OperationMetrics) -> None:
-        code, endpoint = metrics.error_code, metrics.endpoint
-        masked_code = mask_text(code) if code else code
-        masked_endpoint = mask_url(endpoint) if endpoint else endpoint
-        if masked_code != code or masked_endpoint != endpoint:
-            metrics = attrs.evolve(metrics, error_code=masked_code, endpoint=masked_endpoint)
+        # The endpoint is `scheme://host:port` (endpoint_of), which holds no user-info and
+        # no query: only a provider's error code needs masking, and only on failures.
+        code = metrics.error_code
+        if code:
+            masked = mask_text(code)
+            if masked != code:
+                metrics = attrs.evolve(metrics, error_code=masked)
         self.emit(metrics)
 
     def retry(

@@ -129,17 +129,16 @@ class OperationRunner:
         operation: Operation,
         *,
         deadline: float = math.inf,
-        plan_deadline: float = math.inf,
         accepted_at: float | None = None,
     ) -> Response:
         """Run ``operation`` until it succeeds, fails for good, or its deadline passes.
 
         ``deadline`` is the caller's ``timeout=``; ``Operation.timeout`` counts from
-        ``accepted_at`` (a submission's acceptance) or from now. ``plan_deadline`` (the
-        caller's enclosing Trio deadline) is not enforced here — the caller's own scope
-        does that — but no retry is started that could not finish before it.
+        ``accepted_at`` (a submission's acceptance) or from now. The caller's enclosing
+        Trio deadline is not enforced here — the caller's own scope does that — but no
+        retry is started that could not finish before it.
         """
-        flight = self._depart(operation, deadline, plan_deadline, accepted_at)
+        flight = self._depart(operation, deadline, math.inf, accepted_at)
         error: CloudError | None = None
         attempts = 0
         status: int | None = None
@@ -443,7 +442,10 @@ class OperationRunner:
             )
             return None
         # A retry is never scheduled past the deadline: it could not finish in time.
-        if trio.current_time() + decision.delay >= flight.plan_deadline:
+        # Nor past the caller's enclosing deadline, read here rather than per operation:
+        # only an operation that is about to be retried pays for the walk of its scopes.
+        plan_deadline = min(flight.plan_deadline, trio.current_effective_deadline())
+        if trio.current_time() + decision.delay >= plan_deadline:
             return None
         return float(decision.delay)
 
