@@ -17,6 +17,8 @@ import trio.testing
 
 import cloudkit_trio as ck
 
+from ._raw import read_head
+
 ENDPOINT = "http://127.0.0.1:9000"
 MiB = 1024 * 1024
 PAYLOAD = b"".join(b"%06d,the quick brown fox;" % n for n in range(4000))
@@ -90,12 +92,9 @@ Reply = Callable[[trio.SocketStream, str], Awaitable[None]]
 
 
 async def _serve_one(reply: Reply, stream: trio.SocketStream) -> None:
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = await stream.receive_some(65_536)
-        if not data:
-            return
-        head += data
+    head = await read_head(stream)
+    if head is None:
+        return
     path = head.split(b" ", 2)[1].decode("ascii")
     try:
         await reply(stream, path)

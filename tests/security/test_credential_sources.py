@@ -21,6 +21,8 @@ from cloudkit_trio.aws import (
     VaultAuthProvider,
 )
 
+from ._raw import read_head
+
 VAULT_TOKEN = "hvs.CAESIVAULTTOKENsecret0123456789"
 CONTAINER_TOKEN = "CONTAINER-AUTH-TOKEN-0123456789abcdef"
 SECRET = "SECRET/KEY+never-shown"
@@ -81,12 +83,9 @@ class RawEndpoint:
 
     async def handle(self, stream: trio.SocketStream) -> None:
         self.connections += 1
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            head += data
+        head = await read_head(stream)
+        if head is None:
+            return
         self.heads.append(head)
         await stream.send_all(
             b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"

@@ -30,6 +30,8 @@ from cloudkit_trio.testing import CapturingLogger
 from cloudkit_trio.transport import error_from_exception, error_from_response
 from cloudkit_trio.transport._classify import describe_refused_header
 
+from ._raw import read_head
+
 SECRET_KEY = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "FQoGZXIvYXdzEJr-echoed-session-token-EXAMPLE"
 BEARER = "eyJhbGciOiJIUzI1NiJ9.echoed-bearer-EXAMPLE"
@@ -55,12 +57,9 @@ class EchoServer:
     url: str = ""
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            head += data
+        head = await read_head(stream)
+        if head is None:
+            return
         lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
         headers = {
             name.strip().lower(): value.strip()

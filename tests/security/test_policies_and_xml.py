@@ -24,6 +24,7 @@ from cloudkit_trio.transport._classify import (
 )
 
 from ..runtime._support import ENDPOINT, context, op
+from ._raw import read_head
 
 # 2,000 nested elements in about 12 KiB: deep enough to overflow any recursive reader.
 DEEP = b"<a>" * 2000 + b"</a>" * 2000
@@ -169,12 +170,9 @@ class TestXmlDepth:
 
 async def _deep_500(stream: trio.SocketStream) -> None:
     """Read one request head, answer 500 with the deep XML body, close."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            return
-        received += chunk
+    received = await read_head(stream)
+    if received is None:
+        return
     head = (
         b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n"
         b"Connection: close\r\nContent-Length: " + str(len(DEEP)).encode() + b"\r\n\r\n"
