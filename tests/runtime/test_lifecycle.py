@@ -58,6 +58,21 @@ class _RaisingLogger(ck.Logger):
         raise ValueError("I/O operation on closed file")
 
 
+async def _execute(cloud: ck.Cloud, results: list[object]) -> None:
+    """Run one operation; record its response or its CloudError."""
+    try:
+        results.append(await cloud.execute(op()))
+    except ck.CloudError as error:
+        results.append(error)
+
+
+async def _crasher(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """A user's worker that crashes soon after it started, every time."""
+    task_status.started()
+    await trio.sleep(0.1)
+    raise RuntimeError("worker bug")
+
+
 class TestLifecycleTable:
     def test_moves(self) -> None:
         """starting → running → closing → closed; nothing else."""
@@ -202,12 +217,6 @@ class TestAfterStop:
         auth = _GatedAuth()
         results: list[object] = []
 
-        async def caller(cloud: ck.Cloud) -> None:
-            try:
-                results.append(await cloud.execute(op()))
-            except ck.CloudError as error:
-                results.append(error)
-
         async with (
             trio.open_nursery() as nursery,
             context(
@@ -217,7 +226,7 @@ class TestAfterStop:
                 config=ck.CloudConfig(endpoint=ENDPOINT, shutdown_grace=1.0),
             ) as cloud,
         ):
-            nursery.start_soon(caller, cloud)
+            nursery.start_soon(_execute, cloud, results)
             await trio.sleep(0.5)
         assert len(results) == 1 and isinstance(results[0], ck.ContextClosed)
 
@@ -228,22 +237,11 @@ class TestAfterStop:
         auth = _GatedAuth()
         results: list[object] = []
 
-        async def caller(cloud: ck.Cloud) -> None:
-            try:
-                results.append(await cloud.execute(op()))
-            except ck.CloudError as error:
-                results.append(error)
-
-        async def crasher(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            task_status.started()
-            await trio.sleep(0.1)
-            raise RuntimeError("worker bug")
-
         async def run_until_the_tree_gives_up() -> None:
             async with trio.open_nursery() as outer, trio.open_nursery() as host:
                 cloud = await host.start(context(auth=auth, signer=KeyEcho()).serve)
-                outer.start_soon(caller, cloud)
-                await cloud.supervisor.start_child(ChildSpec("crasher", crasher))
+                outer.start_soon(_execute, cloud, results)
+                await cloud.supervisor.start_child(ChildSpec("crasher", _crasher))
                 await trio.sleep_forever()
 
         with pytest.raises(BaseExceptionGroup) as raised:
@@ -254,14 +252,9 @@ class TestAfterStop:
     async def test_giving_up_keeps_its_cause(self, autojump_clock: trio.testing.MockClock) -> None:
         """The RestartIntensityExceeded out of `async with` names the child's failure as cause."""
 
-        async def crasher(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            task_status.started()
-            await trio.sleep(0.1)
-            raise RuntimeError("worker bug")
-
         async def run() -> None:
             async with context() as cloud:
-                await cloud.supervisor.start_child(ChildSpec("crasher", crasher))
+                await cloud.supervisor.start_child(ChildSpec("crasher", _crasher))
                 await trio.sleep_forever()
 
         with pytest.raises(ck.actors.RestartIntensityExceeded) as raised:
@@ -475,17 +468,10 @@ class TestMetricsAtShutdown:
         )
         metrics = RecordingMetrics()
         send, receive = trio.open_memory_channel[ck.Reply](10)
-        errors: list[ck.CloudError] = []
-
-        async def caller(cloud: ck.Cloud) -> None:
-            try:
-                await cloud.execute(op())
-            except ck.CloudError as error:
-                errors.append(error)
-
+        errors: list[object] = []
         slow = context(_Slow(100.0), config=config, metrics=metrics)
         async with trio.open_nursery() as nursery, slow as cloud:
-            nursery.start_soon(caller, cloud)
+            nursery.start_soon(_execute, cloud, errors)
             await trio.sleep(0.1)
             for n in range(3):  # one runs, two wait in the queue
                 cloud.submit_nowait(ck.Submission(op(), send, correlation_id=n))

@@ -8,6 +8,7 @@ import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 import trio
@@ -71,6 +72,10 @@ class Harness:
         self.refresher = CredentialRefresher(
             auth, events, self.containment, random=jitter or UpperJitter()
         )
+
+    async def fetch_into(self, got: list[ck.Credentials]) -> None:
+        """One caller: wait for credentials and keep them."""
+        got.append(await self.refresher.current())
 
     def calls_between(self, start: float, end: float) -> list[float]:
         return [t for _, t in self.auth.calls if start <= t < end]
@@ -256,7 +261,7 @@ class TestErrors:
         for error in (first.value, second.value):
             assert error is not original and error.__cause__ is original
             assert error.provider == "aws"
-        assert h.containment.total == 0  # a CloudError is the provider's normal way to fail
+        assert h.containment.failures() == {}  # a CloudError is the provider's normal way to fail
 
     async def test_other_failures_become_token_refresh_failed(
         self, autojump_clock: trio.testing.MockClock
@@ -335,9 +340,7 @@ class TestSingleFlight:
         h = Harness(ScriptedAuth())
         got: list[ck.Credentials] = []
 
-        async def wait() -> None:
-            got.append(await h.refresher.current())
-
+        wait = partial(h.fetch_into, got)
         async with running(h), trio.open_nursery() as nursery:
             for _ in range(50):
                 nursery.start_soon(wait)
@@ -351,9 +354,7 @@ class TestSingleFlight:
         h.auth.gate = trio.Event()
         got: list[ck.Credentials] = []
 
-        async def wait() -> None:
-            got.append(await h.refresher.current())
-
+        wait = partial(h.fetch_into, got)
         async with running(h):
             with trio.move_on_after(1.0) as scope:
                 async with trio.open_nursery() as nursery:
@@ -431,9 +432,7 @@ class TestShutdownAndRestart:
         h = Harness(ScriptedAuth())
         got: list[ck.Credentials] = []
 
-        async def wait() -> None:
-            got.append(await h.refresher.current())
-
+        wait = partial(h.fetch_into, got)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(wait)
             await trio.sleep(3.0)
@@ -450,9 +449,7 @@ class TestShutdownAndRestart:
         h.auth.gate = trio.Event()
         got: list[ck.Credentials] = []
 
-        async def wait() -> None:
-            got.append(await h.refresher.current())
-
+        wait = partial(h.fetch_into, got)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(wait)
             with trio.CancelScope() as actor:

@@ -68,7 +68,8 @@ class MetricsAggregator:
         self._reported_dropped = 0
         self.collector_errors = 0
         self._has_events = trio.Event()
-        self._interrupted: tuple[MetricEvent, int] | None = None
+        self._pending: MetricEvent | None = None
+        self._pending_index = 0
 
     def emit(self, event: MetricEvent) -> None:
         """Queue ``event`` for the collectors, or count it as dropped."""
@@ -106,11 +107,11 @@ class MetricsAggregator:
                 await self.flush()
         finally:
             with trio.move_on_after(_FINAL_DRAIN_BUDGET, shield=True):
-                interrupted = self._interrupted
-                if interrupted is not None:
+                pending = self._pending
+                if pending is not None:
                     # The collector that was being awaited saw the cancellation, not the
                     # event; it and the ones after it get it again.
-                    await self._forward(*interrupted)
+                    await self._forward(pending, self._pending_index)
                 await self.flush()
 
     async def flush(self) -> None:
@@ -141,11 +142,12 @@ class MetricsAggregator:
 
     async def _forward(self, event: MetricEvent, first: int = 0) -> None:
         collectors = self._collectors
+        # Where this event stands, should the actor be stopped while a collector is
+        # awaited: the final drain hands it to the collectors it has not reached yet.
+        self._pending = event
         for index in range(first, len(collectors)):
             collector = collectors[index]
-            # Where this event stands, should the actor be stopped while a collector is
-            # awaited: the final drain hands it to the collectors it has not reached yet.
-            self._interrupted = (event, index)
+            self._pending_index = index
             try:
                 if isinstance(event, OperationMetrics):
                     await collector.record(event)
@@ -159,7 +161,7 @@ class MetricsAggregator:
             except Exception as exc:  # a broken collector must not lose metrics for the others
                 self.collector_errors += 1
                 self._containment.failed(Spi.METRICS_COLLECTOR, _method(event), exc)
-        self._interrupted = None
+        self._pending = None
         self.forwarded += 1
 
 

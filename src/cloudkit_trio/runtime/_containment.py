@@ -1,13 +1,14 @@
 """The one boundary where the runtime calls user code (the SPIs) and contains what it does.
 
-Whatever an AuthProvider, RetryPolicy, MetricsCollector, Logger, signer or hook does —
+Whatever an AuthProvider, RetryPolicy, MetricsCollector, Logger or signer does —
 raise, return garbage — costs at most the operation that called it a :class:`CloudError`
 (DESIGN.md §6, invariant 8). Every failure is counted per SPI (``snapshot()`` and the
 ``spi_failures`` metric show the counts), and the first failure of each SPI is reported
 once on standard error: a broken Logger cannot report its own failures, and a line per
 failure would flood the terminal of a program that is already in trouble. The report
 names the SPI, the method and the exception's type, never its message, which is user text
-and may hold a secret.
+and may hold a secret. (Supervisor hooks and loggers are contained by the supervision
+layer itself, which imports nothing of this one.)
 
 ``trio.Cancelled`` and ``KeyboardInterrupt`` are never contained: only ``Exception``.
 """
@@ -32,7 +33,6 @@ class Spi:
     METRICS_COLLECTOR: Final = "metrics_collector"
     LOGGER: Final = "logger"
     SIGNER: Final = "signer"
-    HOOK: Final = "hook"
 
 
 def _stderr() -> TextIO:
@@ -67,10 +67,6 @@ class Containment:
         """Failures so far, per SPI."""
         return dict(self._counts)
 
-    @property
-    def total(self) -> int:
-        return sum(self._counts.values())
-
 
 class ContainedLogger(Logger):
     """The user's :class:`~cloudkit_trio.Logger`, with every call contained.
@@ -86,10 +82,6 @@ class ContainedLogger(Logger):
     def __init__(self, logger: Logger, containment: Containment) -> None:
         self._logger = logger
         self._containment = containment
-
-    @property
-    def wrapped(self) -> Logger:
-        return self._logger
 
     def is_enabled(self, level: LogLevel) -> bool:
         try:

@@ -52,7 +52,7 @@ class RuntimeMetric(enum.StrEnum):
     #: Counter of metric events dropped because the aggregator's queue was full.
     METRICS_DROPPED = "metrics_dropped"
     #: Counter of failures of user code behind an extension point; tags spi
-    #: (auth_provider, retry_policy, metrics_collector, logger, signer, hook).
+    #: (auth_provider, retry_policy, metrics_collector, logger, signer).
     SPI_FAILURES = "spi_failures"
 
 

@@ -7,7 +7,6 @@ that cuts the operation short reads to say which wait ran out (``waiting_for``).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -71,7 +70,3 @@ class Flight:
         self.request = request
         self.bulkhead = bulkhead
         self.waiting_for = Wait.CAPACITY
-
-    @property
-    def bounded(self) -> bool:
-        return self.deadline != math.inf

@@ -141,7 +141,3 @@ class Lifecycle:
         self.cancelled = True
         for scope in self._scopes:
             scope.cancel()
-
-    @property
-    def operations_in_scope(self) -> int:
-        return len(self._scopes)
