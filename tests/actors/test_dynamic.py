@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -258,3 +259,262 @@ class TestIntrospection:
             Supervisor(within=0)
         with pytest.raises(TypeError):
             Supervisor(["a"])  # type: ignore[list-item]
+
+
+@attrs.define
+class _Waker:
+    event: trio.Event
+
+    def request_stop(self) -> None:
+        self.event.set()
+
+
+class Job:
+    """A pool member's body: ``job(name)`` runs until told to crash or return, or stopped."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, trio.Event] = {}
+        self.outcome: dict[str, str] = {}
+        self.started: list[str] = []
+
+    async def __call__(
+        self, name: str, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        wake = trio.Event()
+        self.live[name] = wake
+        self.started.append(name)
+        task_status.started(_Waker(wake))  # the supervisor's stop request wakes it too
+        try:
+            await wake.wait()
+            if self.outcome.pop(name, "") == "crash":
+                raise ValueError(name)
+        finally:
+            self.live.pop(name, None)
+
+    def end(self, name: str, how: str) -> None:
+        self.outcome[name] = how
+        self.live[name].set()
+
+
+class TestDynamicSupervisor:
+    async def test_members_come_from_the_template_with_their_arguments(
+        self, autojump_clock: Any
+    ) -> None:
+        """start_member(*args) runs target(*args); members are named <template id>-<n>."""
+        from cloudkit_trio.actors import DynamicSupervisor, DynamicSupervisorHandle
+
+        job = Job()
+        pool = DynamicSupervisor(ChildSpec("job", job), name="pool")
+        async with pool as handle:
+            assert isinstance(handle, DynamicSupervisorHandle)
+            assert handle is pool.handle
+            await handle.start_member("a")
+            await handle.start_member("b")
+            await handle.start_member("c", id="custom")
+            assert [c.id for c in handle.which_children()] == ["job-1", "job-2", "custom"]
+            assert job.started == ["a", "b", "c"]
+            spec = handle.get_childspec("job-2")
+            assert spec.id == "job-2"
+            assert spec.restart is Restart.PERMANENT
+            with pytest.raises(DuplicateChild):
+                await handle.start_member("d", id="custom")
+
+    async def test_a_failed_member_is_restarted_alone_with_its_arguments(
+        self, autojump_clock: Any
+    ) -> None:
+        """ONE_FOR_ONE: the crashed member restarts with the same arguments and id."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        job = Job()
+        async with DynamicSupervisor(ChildSpec("job", job)) as handle:
+            await handle.start_member("a")
+            await handle.start_member("b")
+            job.end("a", "crash")
+            await settle()
+            assert job.started == ["a", "b", "a"]
+            children = handle.which_children()
+            assert [(c.id, c.restarts) for c in children] == [("job-1", 1), ("job-2", 0)]
+
+    @pytest.mark.parametrize(
+        ("restart", "how"),
+        [
+            (Restart.TRANSIENT, "return"),
+            (Restart.TEMPORARY, "return"),
+            (Restart.TEMPORARY, "crash"),
+        ],
+    )
+    async def test_a_member_that_ends_for_good_is_removed(
+        self, autojump_clock: Any, restart: Restart, how: str
+    ) -> None:
+        """Unlike a plain supervisor's transient child, an ended member leaves no spec."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        job = Job()
+        async with DynamicSupervisor(ChildSpec("job", job, restart=restart)) as handle:
+            await handle.start_member("a")
+            job.end("a", how)
+            await settle()
+            assert handle.which_children() == ()
+            assert handle.count_children().specs == 0
+
+    async def test_terminate_child_removes_the_member(self, autojump_clock: Any) -> None:
+        """terminate_child stops a member for good; restart_child has nothing to act on."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        job = Job()
+        async with DynamicSupervisor(ChildSpec("job", job)) as handle:
+            await handle.start_member("a")
+            await handle.terminate_child("job-1")
+            assert handle.which_children() == ()
+            with pytest.raises(ChildNotFound):
+                await handle.restart_child("job-1")
+
+    async def test_max_children_bounds_the_members_at_once(self, autojump_clock: Any) -> None:
+        """Past max_children start_member raises TooManyChildren; ended members free room."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        job = Job()
+        pool = DynamicSupervisor(
+            ChildSpec("job", job, restart=Restart.TRANSIENT), max_children=2, name="pool"
+        )
+        async with pool as handle:
+            await handle.start_member("a")
+            await handle.start_member("b")
+            with pytest.raises(TooManyChildren) as info:
+                await handle.start_member("c")
+            assert info.value.max_children == 2
+            assert info.value.supervisor == "pool"
+            assert job.started == ["a", "b"]
+            job.end("a", "return")
+            await settle()
+            await handle.start_member("c")
+            assert [c.id for c in handle.which_children()] == ["job-2", "job-3"]
+
+    async def test_initial_members_start_in_order_and_again_after_a_restart(
+        self, autojump_clock: Any
+    ) -> None:
+        """initial= members start with the pool, each started before the next, and come back
+        when the parent restarts the pool; members added later do not."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        job = Job()
+        pool = DynamicSupervisor(
+            ChildSpec("job", job), initial=[("a",), ("b",)], max_restarts=0, name="pool"
+        )
+        async with Supervisor([pool.child_spec()]):
+            assert job.started == ["a", "b"]
+            await pool.handle.start_member("later")
+            job.end("a", "crash")  # the pool gives up; its parent restarts it
+            await settle()
+            assert [c.id for c in pool.handle.which_children()] == ["job-1", "job-2"]
+            assert job.started == ["a", "b", "later", "a", "b"]
+
+    async def test_shutdown_stops_all_members_at_once(self, autojump_clock: Any) -> None:
+        """Members are asked together: the pool drains in the slowest member's time."""
+        from cloudkit_trio.actors import DynamicSupervisor, StopSignal
+
+        stopped: list[tuple[int, float]] = []
+
+        async def slow(seconds: int, *, task_status: trio.TaskStatus[StopSignal]) -> None:
+            stop = StopSignal()
+            task_status.started(stop)
+            await stop.wait()
+            await trio.sleep(seconds)  # finishing the item in hand
+            stopped.append((seconds, trio.current_time()))
+
+        pool = DynamicSupervisor(ChildSpec("slow", slow, shutdown=10.0))
+        async with pool as handle:
+            for seconds in (1, 3, 2):
+                await handle.start_member(seconds)
+        assert sorted(stopped) == [(1, 1.0), (2, 2.0), (3, 3.0)]
+        assert trio.current_time() == 3.0
+
+    async def test_a_member_over_budget_is_cancelled_with_the_others_in_time(
+        self, autojump_clock: Any, capture: Any
+    ) -> None:
+        """One hung member: cancelled at its budget, reported; the rest were not held up."""
+        from cloudkit_trio.actors import DynamicSupervisor, StopSignal
+
+        ended: dict[str, float] = {}
+
+        async def member(kind: str, *, task_status: trio.TaskStatus[StopSignal]) -> None:
+            stop = StopSignal()
+            task_status.started(stop)
+            try:
+                await stop.wait()
+                if kind == "hung":
+                    await trio.sleep_forever()
+            finally:
+                ended[kind] = trio.current_time()
+
+        pool = DynamicSupervisor(ChildSpec("m", member, shutdown=2.0), logger=capture)
+        async with pool as handle:
+            await handle.start_member("hung")
+            await handle.start_member("quick")
+        assert ended == {"quick": 0.0, "hung": 2.0}
+        assert "child did not stop within its shutdown budget; cancelling it" in (
+            capture.messages()
+        )
+
+    async def test_start_child_is_refused_with_a_pointer_to_start_member(
+        self, autojump_clock: Any, puppets: Any
+    ) -> None:
+        """A dynamic supervisor's children come from its template only."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        async with DynamicSupervisor(puppets.spec("t")) as handle:
+            with pytest.raises(TypeError, match="start_member"):
+                await handle.start_child(puppets.spec("x"))
+
+    def test_construction_is_validated(self, puppets: Any) -> None:
+        """Templates must be plain ChildSpecs, not actors; initial members fit max_children."""
+        from cloudkit_trio.actors import Actor, DynamicSupervisor
+
+        with pytest.raises(TypeError, match="ChildSpec"):
+            DynamicSupervisor("job")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="actor"):
+            DynamicSupervisor(actor_child("a", Actor[int, int]).spec)
+        with pytest.raises(ValueError, match="max_children"):
+            DynamicSupervisor(puppets.spec("t"), initial=[(), ()], max_children=1)
+        assert "template='t'" in repr(DynamicSupervisor(puppets.spec("t")))
+
+    async def test_a_member_failing_to_start_is_not_added(self, autojump_clock: Any) -> None:
+        """start_member raises ChildStartError with the member's exception as cause."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        refusal = OSError("no")
+
+        async def picky(ok: bool, *, task_status: trio.TaskStatus[None]) -> None:
+            if not ok:
+                raise refusal
+            task_status.started()
+            await trio.sleep_forever()
+
+        async with DynamicSupervisor(ChildSpec("p", picky)) as handle:
+            with pytest.raises(ChildStartError) as info:
+                await handle.start_member(False)
+            assert info.value.__cause__ is refusal
+            await handle.start_member(True)
+            assert [c.id for c in handle.which_children()] == ["p-2"]
+
+    async def test_generated_ids_skip_ids_taken_by_hand(self, autojump_clock: Any) -> None:
+        """A member named "job-1" by hand makes the next generated id "job-2"."""
+        from cloudkit_trio.actors import DynamicSupervisor
+
+        job = Job()
+        async with DynamicSupervisor(ChildSpec("job", job)) as handle:
+            await handle.start_member("a", id="job-1")
+            await handle.start_member("b")
+            assert [c.id for c in handle.which_children()] == ["job-1", "job-2"]
+            with pytest.raises(TypeError, match="id"):
+                await handle.start_member("c", id=3)  # type: ignore[arg-type]
+
+    def test_a_significant_template_needs_an_auto_shutdown(self, puppets: Any) -> None:
+        """As for a plain supervisor's children: InvalidChildSpec under NEVER."""
+        from cloudkit_trio.actors import AutoShutdown, DynamicSupervisor, InvalidChildSpec
+
+        spec = puppets.spec("t")
+        template = ChildSpec("t", spec.target, restart=Restart.TRANSIENT, significant=True)
+        with pytest.raises(InvalidChildSpec, match="auto_shutdown"):
+            DynamicSupervisor(template)
+        DynamicSupervisor(template, auto_shutdown=AutoShutdown.ANY_SIGNIFICANT)

@@ -27,10 +27,10 @@ async def settle() -> None:
 
 
 class TestCause:
-    async def test_nested_supervisor_chains_the_causes(
+    async def test_nested_supervisor_gives_the_real_failure_as_cause(
         self, autojump_clock: Any, puppets: Any
     ) -> None:
-        """outer's error is caused by inner's, which is caused by the grandchild's crash."""
+        """outer gives up because inner did: its cause is the grandchild's crash, not inner's."""
         crash = Boom("x")
         inner = Supervisor([puppets.spec("x")], max_restarts=0, name="inner")
         outer = Supervisor([inner.child_spec("inner"), puppets.spec("y")], max_restarts=0)
@@ -44,10 +44,84 @@ class TestCause:
             await scenario()
         assert info.value.supervisor == "supervisor"
         assert info.value.child_id == "inner"
-        inner_error = info.value.__cause__
-        assert isinstance(inner_error, RestartIntensityExceeded)
-        assert inner_error.supervisor == "inner"
-        assert inner_error.__cause__ is crash
+        assert info.value.child_path == ("inner", "x")
+        assert info.value.__cause__ is crash
+        assert "because of inner/x" in str(info.value)
+
+    async def test_three_levels_deep_the_root_chains_to_the_worker(
+        self, autojump_clock: Any, puppets: Any
+    ) -> None:
+        """Through every supervisor that gives up in turn, the cause stays the worker's."""
+        crash = Boom("deep")
+        a = Supervisor([puppets.spec("w")], max_restarts=0, name="a")
+        b = Supervisor([a.child_spec()], max_restarts=0, name="b")
+        c = Supervisor([b.child_spec()], max_restarts=0, name="c")
+
+        async def scenario() -> None:
+            async with c:
+                puppets.crash("w", crash)
+                await trio.sleep_forever()
+
+        with pytest.raises(RestartIntensityExceeded) as info:
+            await scenario()
+        assert info.value.supervisor == "c"
+        assert info.value.child_path == ("b", "a", "w")
+        assert info.value.__cause__ is crash
+
+    async def test_a_supervisor_run_inside_a_worker_escalates_the_same_way(
+        self, autojump_clock: Any, puppets: Any
+    ) -> None:
+        """A supervisor a worker runs itself is unwrapped too: the cause is the real crash."""
+        crash = Boom("inside")
+        inner = Supervisor([puppets.spec("x")], max_restarts=0, name="inner")
+
+        async def wrapper(*, task_status: trio.TaskStatus[None]) -> None:
+            async with inner:
+                task_status.started()
+                await trio.sleep_forever()
+
+        async def scenario() -> None:
+            async with Supervisor([ChildSpec("host", wrapper)], max_restarts=0):
+                puppets.crash("x", crash)
+                await trio.sleep_forever()
+
+        with pytest.raises(RestartIntensityExceeded) as info:
+            await scenario()
+        assert info.value.child_path == ("host", "x")
+        assert info.value.__cause__ is crash
+
+    async def test_a_nested_supervisor_failing_to_start_again_is_unwrapped(
+        self, autojump_clock: Any
+    ) -> None:
+        """Restarting a nested supervisor whose child then fails to start: the cause is that
+        child's error, not the nested ChildStartError."""
+        refusal = OSError("port in use")
+        attempts = 0
+
+        async def child(*, task_status: trio.TaskStatus[None]) -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                raise refusal
+            task_status.started()
+            raise Boom("first")
+
+        inner = Supervisor([ChildSpec("x", child)], max_restarts=0, name="inner")
+
+        async def scenario() -> None:
+            async with Supervisor([inner.child_spec()], max_restarts=1):
+                await trio.sleep_forever()
+
+        with pytest.raises(RestartIntensityExceeded) as info:
+            await scenario()
+        assert info.value.child_path == ("inner", "x")
+        assert info.value.__cause__ is refusal
+
+    def test_an_error_built_by_hand_has_no_path(self) -> None:
+        """Every error can be built from a message alone; child_path is then empty."""
+        error = RestartIntensityExceeded("gave up")
+        assert error.child_path == ()
+        assert error.supervisor is None
 
     async def test_through_nursery_start(self, autojump_clock: Any, puppets: Any) -> None:
         """Started with nursery.start, the error in the parent's group keeps its cause."""

@@ -8,20 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
+
 import cloudkit_trio.actors as actors
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "cloudkit_trio" / "actors"
 
 EXPECTED = {
-    "Actor", "ActorContext", "ActorRef", "ActorSpec", "ActorStopped", "CallTimeout",
-    "ChildInfo", "ChildNotFound", "ChildRunning", "ChildSpec", "ChildStartError",
-    "ChildState", "ChildTarget", "Children", "DuplicateChild", "EventHook", "EventKind",
-    "FailureInfo", "MailboxFull", "MailboxStatistics", "Overflow", "RandomSource", "Restart",
-    "RestartBackoff", "RestartIntensityExceeded", "StopSignal", "Stoppable", "Strategy",
-    "SupervisionError", "Supervisor", "SupervisorEvent", "SupervisorHandle",
-    "SupervisorLogger", "SupervisorNotRunning", "SupervisorSnapshot", "TooManyChildren",
-    "actor_child",
+    "Actor", "ActorContext", "ActorRef", "ActorSpec", "ActorStopped", "AutoShutdown",
+    "CallTimeout", "ChildCounts", "ChildInfo", "ChildKind", "ChildNotFound", "ChildRunning",
+    "ChildSpec", "ChildStartError", "ChildState", "ChildTarget", "Children", "DuplicateChild",
+    "DynamicSupervisor", "DynamicSupervisorHandle", "EventHook", "EventKind", "FailureInfo",
+    "IGNORE", "InvalidChildSpec", "MailboxFull", "MailboxStatistics", "Overflow",
+    "RandomSource", "Restart", "RestartBackoff", "RestartIntensityExceeded", "StopSignal",
+    "Stoppable", "Strategy", "SupervisionError", "Supervisor", "SupervisorEvent",
+    "SupervisorHandle", "SupervisorLogger", "SupervisorNotRunning", "SupervisorSnapshot",
+    "TooManyChildren", "actor_child", "worker_pool",
 }  # fmt: skip
 
 
@@ -41,6 +44,23 @@ class TestSurface:
         assert params["within"].default == 5.0
         for method in ("start_child", "terminate_child", "which_children", "stop"):
             assert callable(getattr(actors.SupervisorHandle, method))
+        # DESIGN.md §4.2, the second release.
+        assert {a.name for a in actors.AutoShutdown} == {
+            "NEVER",
+            "ANY_SIGNIFICANT",
+            "ALL_SIGNIFICANT",
+        }
+        assert params["auto_shutdown"].default is actors.AutoShutdown.NEVER
+        spec_params = inspect.signature(actors.ChildSpec).parameters
+        assert spec_params["significant"].default is False
+        for method in ("count_children", "get_childspec"):
+            assert callable(getattr(actors.SupervisorHandle, method))
+        assert {f.name for f in attrs.fields(actors.ChildCounts)} == {
+            "specs",
+            "active",
+            "supervisors",
+            "workers",
+        }
         for method in ("call", "cast"):
             assert inspect.iscoroutinefunction(getattr(actors.ActorRef, method))
         assert issubclass(actors.DuplicateChild, ValueError)

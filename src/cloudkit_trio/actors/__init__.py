@@ -1,13 +1,16 @@
 """Supervision trees and actors for Trio, with OTP semantics.
 
 A :class:`Supervisor` starts its children in order, restarts them by a :class:`Strategy`
-within a restart intensity, and stops them in reverse order with a per-child budget. An
-:class:`Actor` handles messages from a bounded mailbox that its supervisor owns, so the
-:class:`ActorRef` callers hold stays valid across restarts. Nothing here knows about clouds.
+within a restart intensity, and stops them in reverse order with a per-child budget. A
+:class:`DynamicSupervisor` runs many children from one template, and :func:`worker_pool`
+is the recipe of N workers on one channel on top of it. An :class:`Actor` handles messages
+from a bounded mailbox that its supervisor owns, so the :class:`ActorRef` callers hold
+stays valid across restarts. Nothing here knows about clouds.
 """
 
 from ._actor import Actor, ActorContext, ActorSpec, actor_child
 from ._backoff import RandomSource, RestartBackoff
+from ._dynamic import DynamicSupervisor, DynamicSupervisorHandle
 from ._errors import (
     ActorStopped,
     CallTimeout,
@@ -15,6 +18,7 @@ from ._errors import (
     ChildRunning,
     ChildStartError,
     DuplicateChild,
+    InvalidChildSpec,
     MailboxFull,
     RestartIntensityExceeded,
     SupervisionError,
@@ -25,7 +29,9 @@ from ._exports import publish
 from ._handle import SupervisorHandle
 from ._logging import SupervisorLogger
 from ._mailbox import ActorRef, Overflow
+from ._pool import worker_pool
 from ._snapshot import (
+    ChildCounts,
     ChildInfo,
     Children,
     ChildState,
@@ -36,7 +42,17 @@ from ._snapshot import (
     SupervisorEvent,
     SupervisorSnapshot,
 )
-from ._spec import ChildSpec, ChildTarget, Restart, Stoppable, StopSignal, Strategy
+from ._spec import (
+    IGNORE,
+    AutoShutdown,
+    ChildKind,
+    ChildSpec,
+    ChildTarget,
+    Restart,
+    Stoppable,
+    StopSignal,
+    Strategy,
+)
 from ._supervisor import Supervisor
 
 __all__ = [
@@ -45,8 +61,11 @@ __all__ = [
     "ActorRef",
     "ActorSpec",
     "ActorStopped",
+    "AutoShutdown",
     "CallTimeout",
+    "ChildCounts",
     "ChildInfo",
+    "ChildKind",
     "ChildNotFound",
     "ChildRunning",
     "ChildSpec",
@@ -55,9 +74,13 @@ __all__ = [
     "ChildTarget",
     "Children",
     "DuplicateChild",
+    "DynamicSupervisor",
+    "DynamicSupervisorHandle",
     "EventHook",
     "EventKind",
     "FailureInfo",
+    "IGNORE",
+    "InvalidChildSpec",
     "MailboxFull",
     "MailboxStatistics",
     "Overflow",
@@ -77,6 +100,7 @@ __all__ = [
     "SupervisorSnapshot",
     "TooManyChildren",
     "actor_child",
+    "worker_pool",
 ]
 
 publish(__name__, globals(), __all__)

@@ -44,6 +44,8 @@ class ExitKind(enum.Enum):
     CANCELLED = "cancelled"
     #: KeyboardInterrupt or SystemExit: never a crash, never restarted.
     FATAL = "fatal"
+    #: Returned ``IGNORE`` without calling ``started()``: declined to start.
+    IGNORED = "ignored"
 
 
 @attrs.frozen
@@ -61,6 +63,8 @@ class Child:
 
     spec: ChildSpec
     managed: ManagedTarget | None
+    #: Its name in events and in its descendants' paths: the id, or a pool's template id.
+    label: str
     state: ChildState = ChildState.STOPPED
     restarts: int = 0
     last_failure: FailureInfo | None = None

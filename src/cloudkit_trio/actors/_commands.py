@@ -19,6 +19,7 @@ __all__ = [
     "PendingCommand",
     "RestartChild",
     "StartChild",
+    "StartMember",
     "TerminateChild",
 ]
 
@@ -28,6 +29,15 @@ class StartChild:
     """Add ``spec`` as the last child and start it; the reply is its started value."""
 
     spec: ChildSpec
+
+
+@attrs.frozen
+class StartMember:
+    """Start a member of a dynamic supervisor from its template with extra ``args``."""
+
+    args: tuple[object, ...]
+    #: The member's id; ``None`` for a generated one.
+    child_id: str | None
 
 
 @attrs.frozen
@@ -51,7 +61,7 @@ class DeleteChild:
     child_id: str
 
 
-Command: TypeAlias = StartChild | TerminateChild | RestartChild | DeleteChild
+Command: TypeAlias = StartChild | StartMember | TerminateChild | RestartChild | DeleteChild
 
 
 @attrs.define(eq=False)

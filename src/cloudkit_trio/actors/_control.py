@@ -12,14 +12,26 @@ Children are started with ``start_soon`` from the control task, which then waits
 child's own ``task_status`` object, never with ``nursery.start``: a child lives in the
 supervisor's nursery from its first instruction, which sidesteps the ``nursery.start``
 races of trio#1431/#2258.
+
+Each child's task marks itself as that child (:mod:`._tree`), so a supervisor started
+anywhere below it knows its parent: its events reach every hook up the tree, and when it
+gives up, the parent's :class:`RestartIntensityExceeded` names the real failure, not the
+nested supervisor's error.
+
+A dynamic supervisor (one with a template) differs in three ways, as OTP's
+``simple_one_for_one``: its members are removed once they end for good, ``start_member``
+builds them from the template, and its shutdown stops them all at once, not one by one.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import math
 from collections import deque
 from typing import TYPE_CHECKING, Final, assert_never
 
+import attrs
 import trio
 
 from ._calls import DeadlineTimer
@@ -29,6 +41,7 @@ from ._commands import (
     PendingCommand,
     RestartChild,
     StartChild,
+    StartMember,
     TerminateChild,
 )
 from ._contain import Failure, UserCode
@@ -37,6 +50,7 @@ from ._errors import (
     ChildRunning,
     ChildStartError,
     DuplicateChild,
+    InvalidChildSpec,
     RestartIntensityExceeded,
     SupervisorNotRunning,
     TooManyChildren,
@@ -45,6 +59,7 @@ from ._groups import first_fatal
 from ._handle import SupervisorHandle
 from ._logging import Level, log_at
 from ._snapshot import (
+    ChildCounts,
     ChildInfo,
     ChildState,
     EventKind,
@@ -52,7 +67,8 @@ from ._snapshot import (
     SupervisorEvent,
     describe_failure,
 )
-from ._spec import ChildSpec, Restart, Stoppable, Strategy
+from ._spec import IGNORE, AutoShutdown, ChildKind, ChildSpec, Restart, Stoppable, Strategy
+from ._tree import current_link, enter_child
 
 if TYPE_CHECKING:
     from ._backoff import RestartBackoff
@@ -66,8 +82,46 @@ _COMMAND_ERRORS: Final = (
     ChildRunning,
     ChildStartError,
     DuplicateChild,
+    InvalidChildSpec,
     TooManyChildren,
 )
+
+
+#: The states in which restart_child and delete_child take a child.
+_RESTARTABLE: Final = frozenset({ChildState.STOPPED, ChildState.IGNORED})
+
+
+class _Start(enum.Enum):
+    """How an attempt to start one incarnation ended."""
+
+    STARTED = "started"
+    #: The target returned IGNORE: the child is IGNORED (or removed), nothing runs.
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+def _escalation(
+    child_id: str, error: BaseException | None
+) -> tuple[BaseException | None, tuple[str, ...]]:
+    """The real failure behind a child's error, and the path down to the child that had it.
+
+    A nested supervisor that gave up (or failed to start again) is not the failure: its
+    error already names the failure as ``__cause__`` and the path to it.
+    """
+    path = [child_id]
+    while True:
+        if isinstance(error, RestartIntensityExceeded) and error.child_path:
+            path.extend(error.child_path)
+            return error.__cause__, tuple(path)
+        if (
+            isinstance(error, ChildStartError)
+            and error.supervisor is not None
+            and error.child_id is not None
+        ):
+            path.append(error.child_id)
+            error = error.__cause__
+            continue
+        return error, tuple(path)
 
 
 class SupervisorRun:
@@ -75,7 +129,20 @@ class SupervisorRun:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
-        self.children: list[Child] = [self._new_child(spec) for spec in supervisor.specs]
+        #: Where this run sits in a tree: read in the task that called ``run``.
+        self.link = current_link()
+        self.template = supervisor._template
+        self.children: list[Child] = []
+        self.index: dict[str, Child] = {}
+        #: Children waiting in RESTARTING: the loop only looks at these for due restarts.
+        self.restarting: set[Child] = set()
+        self.next_member = 1
+        if self.template is None:
+            for spec in supervisor.specs:
+                self._add(self._new_child(spec, spec.id))
+        else:
+            for args in supervisor._initial:
+                self._add(self._new_member(args, None))
         self.inbox: deque[tuple[Child, Exit] | PendingCommand] = deque()
         self.wake = trio.Event()
         self.finished = trio.Event()
@@ -89,10 +156,30 @@ class SupervisorRun:
         self._nursery: trio.Nursery | None = None
 
     @staticmethod
-    def _new_child(spec: ChildSpec) -> Child:
+    def _new_child(spec: ChildSpec, label: str) -> Child:
         target = spec.target
         managed = target if isinstance(target, ManagedTarget) else None
-        return Child(spec, managed)
+        return Child(spec, managed, label)
+
+    def _new_member(self, args: tuple[object, ...], child_id: str | None) -> Child:
+        """A member of a dynamic supervisor: the template, with ``args`` and its own id."""
+        template = self.template
+        assert template is not None
+        if child_id is None:
+            while True:
+                child_id = f"{template.id}-{self.next_member}"
+                self.next_member += 1
+                if child_id not in self.index:
+                    break
+        elif child_id in self.index:
+            raise DuplicateChild(f"supervisor {self.sup.name!r} already has a child {child_id!r}")
+        target = functools.partial(template.target, *args) if args else template.target
+        spec = attrs.evolve(template, id=child_id, target=target)
+        return self._new_child(spec, template.id)
+
+    def _add(self, child: Child) -> None:
+        self.children.append(child)
+        self.index[child.id] = child
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -122,17 +209,31 @@ class SupervisorRun:
             started_at=child.started_at,
             mailbox=mailbox,
             subtree=subtree,
+            kind=child.spec.kind,
+            significant=child.spec.significant,
         )
 
-    def _find(self, child_id: object) -> Child:
-        for child in self.children:
-            if child.id == child_id:
-                return child
-        raise ChildNotFound(f"supervisor {self.sup.name!r} has no child {child_id!r}")
+    def counts(self) -> ChildCounts:
+        children = self.children
+        supervisors = sum(1 for c in children if c.spec.kind is ChildKind.SUPERVISOR)
+        return ChildCounts(
+            specs=len(children),
+            active=sum(1 for c in children if c.alive),
+            supervisors=supervisors,
+            workers=len(children) - supervisors,
+        )
+
+    def find(self, child_id: object) -> Child:
+        child = self.index.get(child_id) if isinstance(child_id, str) else None
+        if child is None:
+            raise ChildNotFound(f"supervisor {self.sup.name!r} has no child {child_id!r}")
+        return child
 
     def _remove(self, child: Child) -> None:
         child.removed = True
         self.children.remove(child)
+        del self.index[child.id]
+        self.restarting.discard(child)
 
     def _log(self, level: Level, message: str, /, **fields: object) -> None:
         """Log through the supervisor's logger; a logger that raises is contained."""
@@ -160,27 +261,45 @@ class SupervisorRun:
         if delay is not None:
             fields["delay"] = round(delay, 6)
         self._log(level, message, **fields)
+        link = self.link
+        if sup.on_event is None and link is None:
+            return
+        event = SupervisorEvent(
+            kind=kind,
+            supervisor=sup.name,
+            child_id=None if child is None else child.id,
+            at=now,
+            restarts=0 if child is None else child.restarts,
+            failure=failure,
+            delay=delay,
+            child_label=None if child is None else child.label,
+        )
+        self._deliver(event)
+        # Up the tree: each hook gets the path relative to its own supervisor.
+        path: tuple[str, ...] = ()
+        while link is not None:
+            path = (link.label, *path)
+            owner = link.parent
+            if owner.sup.on_event is not None:
+                owner._deliver(attrs.evolve(event, path=path))
+            link = owner.link
+
+    def _deliver(self, event: SupervisorEvent) -> None:
+        """Hand ``event`` to this supervisor's hook, containing what the hook does."""
+        sup = self.sup
         hook = sup.on_event
-        if hook is not None:
-            event = SupervisorEvent(
-                kind=kind,
+        if hook is None:
+            return
+        outcome = sup._containment.call(UserCode.ON_EVENT, hook, event)
+        if isinstance(outcome, Failure):
+            # The type only: the message is the hook's text and may hold a secret.
+            self._log(
+                Level.ERROR,
+                "supervisor event hook failed",
                 supervisor=sup.name,
-                child_id=None if child is None else child.id,
-                at=now,
-                restarts=0 if child is None else child.restarts,
-                failure=failure,
-                delay=delay,
+                event=event.kind.value,
+                error_type=outcome.type_name,
             )
-            outcome = sup._containment.call(UserCode.ON_EVENT, hook, event)
-            if isinstance(outcome, Failure):
-                # The type only: the message is the hook's text and may hold a secret.
-                self._log(
-                    Level.ERROR,
-                    "supervisor event hook failed",
-                    supervisor=sup.name,
-                    event=kind.value,
-                    error_type=outcome.type_name,
-                )
 
     def _restart_delay(self, backoff: RestartBackoff, consecutive: int) -> float:
         """The backoff's delay; without jitter when its random source fails."""
@@ -233,7 +352,7 @@ class SupervisorRun:
 
     async def _start_initial(self) -> bool:
         for child in list(self.children):
-            if await self._start(child):
+            if await self._start(child) is not _Start.FAILED:
                 continue
             failure = self._exit_failure(child)
             self._report(
@@ -272,10 +391,7 @@ class SupervisorRun:
                 break
             if not self.inbox:
                 self.wake = trio.Event()
-                due = min(
-                    (c.restart_due for c in self.children if c.state is ChildState.RESTARTING),
-                    default=math.inf,
-                )
+                due = min((c.restart_due for c in self.restarting), default=math.inf)
                 with trio.move_on_at(due):
                     await self.wake.wait()
                 continue
@@ -287,8 +403,8 @@ class SupervisorRun:
 
     # -- starting ------------------------------------------------------------------------
 
-    async def _start(self, child: Child) -> bool:
-        """Start one incarnation and wait until it reports started or ends."""
+    async def _start(self, child: Child) -> _Start:
+        """Start one incarnation and wait until it reports started, declines or ends."""
         assert self._nursery is not None
         child.incarnation += 1
         child.scope = trio.CancelScope(shield=True)
@@ -296,6 +412,7 @@ class SupervisorRun:
         child.exit = None
         child.value = None
         child.state = ChildState.STARTING
+        self.restarting.discard(child)
         if child.managed is not None:
             try:
                 child.managed.supervised_open(self, self.timer)
@@ -303,7 +420,7 @@ class SupervisorRun:
                 child.exit = Exit(ExitKind.FAILED, exc, child.incarnation)
                 child.done.set()
                 child.state = ChildState.STOPPED
-                return False
+                return _Start.FAILED
         started = trio.Event()
         status = ChildStatus(started)
         self._nursery.start_soon(
@@ -318,13 +435,28 @@ class SupervisorRun:
         )
         await started.wait()
         if not status.called:
+            exit_ = child.exit
+            if exit_ is not None and exit_.kind is ExitKind.IGNORED:
+                self._ignored(child)
+                return _Start.IGNORED
             child.state = ChildState.STOPPED
-            return False
+            return _Start.FAILED
         child.value = status.value
         child.state = ChildState.RUNNING
         child.started_at = trio.current_time()
         self._report(EventKind.CHILD_STARTED, Level.DEBUG, "child started", child)
-        return True
+        return _Start.STARTED
+
+    def _ignored(self, child: Child) -> None:
+        """The target declined to start: keep the spec, run nothing (OTP's ``ignore``)."""
+        child.handled = child.incarnation
+        child.state = ChildState.IGNORED
+        if child.managed is not None:
+            child.managed.supervised_close(self)
+        self._report(EventKind.CHILD_IGNORED, Level.INFO, "child declined to start", child)
+        # As OTP: a temporary child, or a member of a dynamic supervisor, is not kept.
+        if child.spec.restart is Restart.TEMPORARY or self.template is not None:
+            self._remove(child)
 
     async def _child_task(
         self,
@@ -335,16 +467,24 @@ class SupervisorRun:
         started: trio.Event,
         status: ChildStatus,
     ) -> None:
+        enter_child(self, child.label)
         kind = ExitKind.RETURNED
         error: BaseException | None = None
+        result: object = None
         try:
             with scope:
-                await child.spec.target(task_status=status)
+                result = await child.spec.target(task_status=status)
             if scope.cancelled_caught:
                 kind = ExitKind.CANCELLED
             elif not status.called:
-                kind = ExitKind.FAILED
-                error = RuntimeError(f"child {child.id!r} returned without calling started()")
+                if result is IGNORE:
+                    kind = ExitKind.IGNORED
+                else:
+                    kind = ExitKind.FAILED
+                    error = RuntimeError(
+                        f"child {child.id!r} returned without calling started() "
+                        "(return IGNORE to decline the start)"
+                    )
         except Exception as exc:
             kind, error = ExitKind.FAILED, exc
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -404,10 +544,29 @@ class SupervisorRun:
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and not failed):
             if child.managed is not None:
                 child.managed.supervised_close(self)
-            if restart is Restart.TEMPORARY:
+            if restart is Restart.TEMPORARY or self.template is not None:
                 self._remove(child)
+            self._check_auto_shutdown(child)
             return
         await self._restart(child, exit_.error if failed else None)
+
+    def _check_auto_shutdown(self, child: Child) -> None:
+        """``child`` ended on its own for good: stop the supervisor if it was significant."""
+        mode = self.sup.auto_shutdown
+        if not child.spec.significant or mode is AutoShutdown.NEVER or self.stop_requested:
+            return
+        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
+            c is not child and c.spec.significant and (c.alive or c.state is ChildState.RESTARTING)
+            for c in self.children
+        ):
+            return
+        self._report(
+            EventKind.AUTO_SHUTDOWN,
+            Level.INFO,
+            "significant children ended; stopping the supervisor",
+            child,
+        )
+        self.request_stop()
 
     def _affected(self, child: Child) -> list[Child]:
         strategy = self.sup.strategy
@@ -450,6 +609,7 @@ class SupervisorRun:
                 continue
             member.state = ChildState.RESTARTING
             member.restart_due = due
+            self.restarting.add(member)
             self._report(
                 EventKind.CHILD_RESTARTING,
                 Level.WARN,
@@ -460,16 +620,20 @@ class SupervisorRun:
 
     def _give_up(self, child: Child, error: BaseException | None) -> None:
         sup = self.sup
-        cause = "failed" if error is not None else "exited"
+        cause, path = _escalation(child.id, error)
+        how = "failed" if error is not None else "exited"
+        if len(path) > 1:
+            how += f" because of {'/'.join(path)}"
         outcome = RestartIntensityExceeded(
-            f"supervisor {sup.name!r} gave up: child {child.id!r} {cause} and more than "
+            f"supervisor {sup.name!r} gave up: child {child.id!r} {how} and more than "
             f"{sup.max_restarts} restarts were needed within {sup.within:g} s",
             supervisor=sup.name,
             child_id=child.id,
             max_restarts=sup.max_restarts,
             within=sup.within,
+            child_path=path,
         )
-        outcome.__cause__ = error
+        outcome.__cause__ = cause
         self.outcome = outcome
         self._report(
             EventKind.INTENSITY_EXCEEDED,
@@ -481,8 +645,18 @@ class SupervisorRun:
         self.request_stop()
 
     async def _restart_due(self) -> None:
+        if not self.restarting:
+            return
         now = trio.current_time()
-        for child in list(self.children):
+        restarting = self.restarting
+        # In start order, so that a group restart starts its members in order; a single
+        # one (the common case) needs no scan of a big pool.
+        due = (
+            list(restarting)
+            if len(restarting) == 1
+            else [c for c in self.children if c in restarting]
+        )
+        for child in due:
             if self.stop_requested:
                 return
             if child.removed or child.state is not ChildState.RESTARTING:
@@ -491,7 +665,7 @@ class SupervisorRun:
                 continue
             child.restart_due = math.inf
             child.restarts += 1
-            if not await self._start(child):
+            if await self._start(child) is _Start.FAILED:
                 exit_ = child.exit
                 assert exit_ is not None
                 await self._on_exit(child, exit_)
@@ -501,57 +675,93 @@ class SupervisorRun:
 
     async def _stop_child(self, child: Child, *, final: bool) -> None:
         """Stop one child: graceful request, wait its budget, cancel, wait, move on."""
-        if not child.alive:
-            child.state = ChildState.STOPPED
-            child.restart_due = math.inf
+        await self._stop_children([child], final=final)
+
+    async def _stop_children(self, children: list[Child], *, final: bool) -> None:
+        """Stop ``children`` together; each within its own budget, then cancelled.
+
+        All are asked at once, then waited for in turn: deadlines are absolute, so the
+        waits overlap and the whole takes the longest budget, not their sum. Those still
+        running are cancelled together and get ``cancel_grace`` more seconds.
+        """
+        sup = self.sup
+        stopping: list[tuple[Child, float, bool]] = []
+        for child in children:
+            if child.alive:
+                deadline, graceful = self._ask_to_stop(child, final=final)
+                stopping.append((child, deadline, graceful))
+                continue
+            if child.state is ChildState.RESTARTING:
+                child.state = ChildState.STOPPED
+                child.restart_due = math.inf
+                self.restarting.discard(child)
             if final and child.managed is not None:
                 child.managed.supervised_close(self)
-            return
-        sup = self.sup
-        done = child.done
-        scope = child.scope
-        assert done is not None
-        assert scope is not None
+        for child, deadline, graceful in stopping:
+            done = child.done
+            assert done is not None
+            if graceful and not done.is_set():
+                with trio.move_on_at(deadline):
+                    await done.wait()
+                if not done.is_set():
+                    self._report(
+                        EventKind.SHUTDOWN_TIMEOUT,
+                        Level.WARN,
+                        "child did not stop within its shutdown budget; cancelling it",
+                        child,
+                    )
+        cancelled_at = trio.current_time()
+        for child, _, _ in stopping:
+            assert child.done is not None
+            assert child.scope is not None
+            if not child.done.is_set():
+                child.scope.cancel()
+        for child, deadline, _ in stopping:
+            done = child.done
+            assert done is not None
+            if not done.is_set():
+                with trio.move_on_at(max(deadline, cancelled_at + sup.cancel_grace)):
+                    await done.wait()
+                if not done.is_set():
+                    self._report(
+                        EventKind.CHILD_UNRESPONSIVE,
+                        Level.ERROR,
+                        "child is still running after cancellation; shutdown continues without it",
+                        child,
+                    )
+        for child, _, _ in stopping:
+            self._stopped(child, final=final)
+
+    def _ask_to_stop(self, child: Child, *, final: bool) -> tuple[float, bool]:
+        """Send the graceful stop request; the budget's deadline, and whether one was sent.
+
+        ``shutdown=0`` is OTP's brutal kill: no request, the child is cancelled at once.
+        """
         child.state = ChildState.STOPPING
         budget = child.spec.shutdown
         deadline = math.inf if budget is None else trio.current_time() + budget
-        graceful = False
+        if budget == 0:
+            return deadline, False
         if child.managed is not None:
-            graceful = child.managed.supervised_stop(final=final)
-        elif isinstance(child.value, Stoppable):
+            return deadline, child.managed.supervised_stop(final=final)
+        if isinstance(child.value, Stoppable):
             try:
                 child.value.request_stop()
-                graceful = True
             except Exception as exc:
                 self._log(
                     Level.WARN,
                     "request_stop raised; cancelling the child",
-                    supervisor=sup.name,
+                    supervisor=self.sup.name,
                     child=child.id,
                     error_type=type(exc).__name__,
                     error=describe_failure(exc, trio.current_time()).message,
                 )
-        if graceful and not done.is_set():
-            with trio.move_on_at(deadline):
-                await done.wait()
-            if not done.is_set():
-                self._report(
-                    EventKind.SHUTDOWN_TIMEOUT,
-                    Level.WARN,
-                    "child did not stop within its shutdown budget; cancelling it",
-                    child,
-                )
-        if not done.is_set():
-            scope.cancel()
-            with trio.move_on_at(max(deadline, trio.current_time() + sup.cancel_grace)):
-                await done.wait()
-            if not done.is_set():
-                self._report(
-                    EventKind.CHILD_UNRESPONSIVE,
-                    Level.ERROR,
-                    "child is still running after cancellation; shutdown continues without it",
-                    child,
-                )
+                return deadline, False
+            return deadline, True
+        return deadline, False
+
+    def _stopped(self, child: Child, *, final: bool) -> None:
+        """Bookkeeping once a child the supervisor stopped has ended (or was given up on)."""
         child.handled = child.incarnation
         child.value = None
         child.state = ChildState.STOPPED
@@ -575,10 +785,17 @@ class SupervisorRun:
 
     async def _shutdown(self) -> None:
         self.accepting = False
-        for child in reversed(list(self.children)):
-            if child.alive or child.state is ChildState.RESTARTING:
-                await self._stop_child(child, final=True)
-            elif child.managed is not None:
+        live = [c for c in reversed(self.children) if c.alive or c.state is ChildState.RESTARTING]
+        if self.template is not None:
+            # OTP's simple_one_for_one: members have no order; stop them all at once, so
+            # a pool drains in the time of its slowest member, not of all of them.
+            await self._stop_children(live, final=True)
+        else:
+            for child in live:
+                await self._stop_children([child], final=True)
+        stopped = set(live)
+        for child in self.children:
+            if child.managed is not None and child not in stopped:
                 child.managed.supervised_close(self)
         self._report(EventKind.SUPERVISOR_STOPPED, Level.DEBUG, "supervisor stopped")
 
@@ -601,34 +818,54 @@ class SupervisorRun:
         match pending.command:
             case StartChild(spec):
                 return await self._start_child(spec)
+            case StartMember(args, child_id):
+                return await self._start_member(args, child_id)
             case TerminateChild(child_id):
-                await self._terminate_child(self._find(child_id))
+                await self._terminate_child(self.find(child_id))
                 return None
             case RestartChild(child_id):
-                return await self._restart_child(self._find(child_id))
+                return await self._restart_child(self.find(child_id))
             case DeleteChild(child_id):
-                self._delete_child(self._find(child_id))
+                self._delete_child(self.find(child_id))
                 return None
             case unknown:  # pragma: no cover - mypy proves the match exhaustive
                 assert_never(unknown)
 
     async def _start_child(self, spec: ChildSpec) -> object:
         sup = self.sup
-        if any(c.id == spec.id for c in self.children):
+        if spec.id in self.index:
             raise DuplicateChild(f"supervisor {sup.name!r} already has a child {spec.id!r}")
+        if spec.significant and sup.auto_shutdown is AutoShutdown.NEVER:
+            raise InvalidChildSpec(
+                f"child {spec.id!r} is significant but supervisor {sup.name!r} has "
+                "auto_shutdown=NEVER; give the supervisor an auto_shutdown or drop significant"
+            )
+        self._check_room()
+        child = self._new_child(spec, spec.id)
+        self._add(child)
+        return await self._start_or_raise(child, remove=True)
+
+    async def _start_member(self, args: tuple[object, ...], child_id: str | None) -> object:
+        self._check_room()
+        child = self._new_member(args, child_id)
+        self._add(child)
+        return await self._start_or_raise(child, remove=True)
+
+    def _check_room(self) -> None:
+        sup = self.sup
         if sup.max_children is not None and len(self.children) >= sup.max_children:
             raise TooManyChildren(
                 f"supervisor {sup.name!r} already holds max_children={sup.max_children}",
                 supervisor=sup.name,
                 max_children=sup.max_children,
             )
-        child = self._new_child(spec)
-        self.children.append(child)
-        return await self._start_or_raise(child, remove=True)
 
     async def _start_or_raise(self, child: Child, *, remove: bool) -> object:
-        if await self._start(child):
+        outcome = await self._start(child)
+        if outcome is _Start.STARTED:
             return child.value
+        if outcome is _Start.IGNORED:
+            return IGNORE
         child.handled = child.incarnation
         failure = self._exit_failure(child)
         self._report(
@@ -652,16 +889,17 @@ class SupervisorRun:
 
     async def _terminate_child(self, child: Child) -> None:
         await self._stop_child(child, final=True)
-        if child.spec.restart is Restart.TEMPORARY and not child.removed:
+        temporary = child.spec.restart is Restart.TEMPORARY
+        if (temporary or self.template is not None) and not child.removed:
             self._remove(child)
 
     async def _restart_child(self, child: Child) -> object:
-        if child.state is not ChildState.STOPPED:
+        if child.state not in _RESTARTABLE:
             raise ChildRunning(f"child {child.id!r} is {child.state.value}, not stopped")
         return await self._start_or_raise(child, remove=False)
 
     def _delete_child(self, child: Child) -> None:
-        if child.state is not ChildState.STOPPED:
+        if child.state not in _RESTARTABLE:
             raise ChildRunning(f"child {child.id!r} is {child.state.value}, not stopped")
         if child.managed is not None:
             child.managed.supervised_close(self)

@@ -3,16 +3,16 @@
 Operational failures share one root, :class:`SupervisionError`::
 
     SupervisionError
-    ├── RestartIntensityExceeded   (a supervisor gave up; ``__cause__`` is the last failure)
+    ├── RestartIntensityExceeded   (a supervisor gave up; ``__cause__`` is the real failure)
     ├── ChildStartError            (a child failed before it reported ``started``)
     ├── TooManyChildren            (``max_children`` reached)
     ├── ActorStopped               (the actor is not running and will not answer)
     ├── MailboxFull                (the mailbox had no room within the overflow policy)
     └── CallTimeout                (also a ``trio.TooSlowError``: the call's deadline passed)
 
-Misuse errors subclass the builtin they resemble: :class:`DuplicateChild` (``ValueError``),
-:class:`ChildNotFound` (``LookupError``), :class:`ChildRunning` and
-:class:`SupervisorNotRunning` (``RuntimeError``).
+Misuse errors subclass the builtin they resemble: :class:`DuplicateChild` and
+:class:`InvalidChildSpec` (``ValueError``), :class:`ChildNotFound` (``LookupError``),
+:class:`ChildRunning` and :class:`SupervisorNotRunning` (``RuntimeError``).
 
 Every error can be built from a message alone; the context is keyword-only.
 """
@@ -28,6 +28,7 @@ __all__ = [
     "ChildRunning",
     "ChildStartError",
     "DuplicateChild",
+    "InvalidChildSpec",
     "MailboxFull",
     "RestartIntensityExceeded",
     "SupervisionError",
@@ -47,10 +48,26 @@ class RestartIntensityExceeded(SupervisionError):
     """A supervisor saw more than ``max_restarts`` restarts within ``within`` seconds.
 
     It has already stopped all its children, in reverse start order, when this is raised
-    into its parent. ``__cause__`` is the failure that tipped it over (``None`` when a
-    permanent child returned normally once too often).
+    into its parent. ``__cause__`` is the real failure that tipped it over: the exception
+    of the worker that failed, also when that worker sits in a nested supervisor that gave
+    up first (or failed to start again): the nested supervisor's own
+    ``RestartIntensityExceeded`` (or ``ChildStartError``) is not the cause, it is named in
+    ``child_path`` and in the message. ``__cause__`` is ``None`` when a permanent child
+    returned normally once too often.
+
+    Attributes:
+        supervisor: The name of the supervisor that gave up.
+        child_id: Its child whose end used up the intensity.
+        child_path: The child ids from that supervisor down to the child whose exception
+            is ``__cause__``: ``("worker",)`` for a direct child, ``("jobs", "worker")``
+            when the nested supervisor ``jobs`` gave up because of its child ``worker``.
+            Empty for an error built by hand.
+        max_restarts: The supervisor's intensity limit.
+        within: Its intensity window in seconds.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``child_path``; ``__cause__`` skips the nested supervisors' own errors.
     """
 
     def __init__(
@@ -61,12 +78,14 @@ class RestartIntensityExceeded(SupervisionError):
         child_id: str | None = None,
         max_restarts: int | None = None,
         within: float | None = None,
+        child_path: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
         self.supervisor = supervisor
         self.child_id = child_id
         self.max_restarts = max_restarts
         self.within = within
+        self.child_path = child_path
 
 
 class ChildStartError(SupervisionError):
@@ -147,6 +166,18 @@ class DuplicateChild(ValueError):
     """A child with this id is already in the supervisor.
 
     .. versionadded:: 0.1.0
+    """
+
+
+class InvalidChildSpec(ValueError):
+    """A child spec the supervisor cannot take, whatever its other fields say.
+
+    Raised by :class:`ChildSpec` for a significant child that is ``PERMANENT`` (a child
+    that is always restarted never ends on its own, so it cannot end the supervisor), and
+    by :class:`Supervisor` and ``start_child`` for a significant child under
+    ``auto_shutdown=AutoShutdown.NEVER``, as OTP rejects both.
+
+    .. versionadded:: 0.2.0
     """
 
 

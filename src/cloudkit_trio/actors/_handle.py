@@ -14,13 +14,14 @@ from ._commands import (
     TerminateChild,
 )
 from ._contain import UserCode
-from ._errors import SupervisorNotRunning
-from ._snapshot import Children, SupervisorSnapshot
-from ._spec import ChildSpec
+from ._errors import ChildNotFound, SupervisorNotRunning
+from ._snapshot import ChildCounts, Children, SupervisorSnapshot
+from ._spec import ChildKind, ChildSpec
 
 if TYPE_CHECKING:
     import trio
 
+    from ._control import SupervisorRun
     from ._supervisor import Supervisor
 
 __all__ = ["SupervisorHandle"]
@@ -47,7 +48,12 @@ class SupervisorHandle:
     restart decisions; cancelling the caller does not cancel a command already sent. They
     raise :class:`SupervisorNotRunning` when the supervisor is not running.
 
+    Introspection (``which_children``, ``count_children``, ``get_childspec``,
+    ``snapshot``) is synchronous and also describes the last run once it stopped.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``count_children`` and ``get_childspec``.
     """
 
     __slots__ = ("_supervisor",)
@@ -71,13 +77,25 @@ class SupervisorHandle:
     async def start_child(self, spec: ChildSpec) -> object:
         """Add ``spec`` as the last child and start it; returns its started value.
 
+        If the child declines to start (its target returned :data:`IGNORE`), it is kept
+        as ``IGNORED`` (a temporary one is not kept) and ``IGNORE`` is returned.
+
         Raises:
             DuplicateChild: Its id is taken.
+            InvalidChildSpec: It is significant and the supervisor's ``auto_shutdown``
+                is ``NEVER``.
             TooManyChildren: ``max_children`` is reached.
             ChildStartError: It failed before ``started()``; it is not added.
+            TypeError: The supervisor is a :class:`DynamicSupervisor`: its children come
+                from its template (``start_member``).
         """
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"start_child needs a ChildSpec, got {spec!r}")
+        if self._supervisor._template is not None:
+            raise TypeError(
+                f"supervisor {self.name!r} is a DynamicSupervisor: its children are built "
+                "from its template; call start_member(*args) instead of start_child(spec)"
+            )
         return await self._command(StartChild(spec))
 
     async def terminate_child(self, child_id: str) -> None:
@@ -92,7 +110,9 @@ class SupervisorHandle:
         await self._command(TerminateChild(child_id))
 
     async def restart_child(self, child_id: str) -> object:
-        """Start a stopped child again; returns its started value.
+        """Start a stopped (or ``IGNORED``) child again; returns its started value.
+
+        ``IGNORE`` if it declined to start again.
 
         Raises:
             ChildNotFound: No such child.
@@ -102,7 +122,7 @@ class SupervisorHandle:
         return await self._command(RestartChild(child_id))
 
     async def delete_child(self, child_id: str) -> None:
-        """Remove a stopped child's spec.
+        """Remove a stopped (or ``IGNORED``) child's spec.
 
         Raises:
             ChildNotFound: No such child.
@@ -112,15 +132,45 @@ class SupervisorHandle:
 
     def which_children(self) -> Children:
         """The children in start order, as frozen records (also awaitable)."""
-        run = self._supervisor._run or self._supervisor._last_run
+        run = self._view()
         if run is None:
             return Children()
         return Children(run.child_info(child, deep=False) for child in run.children)
 
+    def count_children(self) -> ChildCounts:
+        """How many children there are, as OTP's ``count_children`` counts them.
+
+        .. versionadded:: 0.2.0
+        """
+        run = self._view()
+        if run is None:
+            specs = self._supervisor.specs
+            supervisors = sum(1 for s in specs if s.kind is ChildKind.SUPERVISOR)
+            workers = len(specs) - supervisors
+            return ChildCounts(specs=len(specs), active=0, supervisors=supervisors, workers=workers)
+        return run.counts()
+
+    def get_childspec(self, child_id: str) -> ChildSpec:
+        """The spec of the child ``child_id`` (for a pool member: the template, with its
+        id and its arguments bound into its target).
+
+        Raises:
+            ChildNotFound: No such child.
+
+        .. versionadded:: 0.2.0
+        """
+        run = self._view()
+        if run is not None:
+            return run.find(child_id).spec
+        for spec in self._supervisor.specs:
+            if spec.id == child_id:
+                return spec
+        raise ChildNotFound(f"supervisor {self.name!r} has no child {child_id!r}")
+
     def snapshot(self) -> SupervisorSnapshot:
         """The whole tree below this supervisor, nested supervisors included."""
         supervisor = self._supervisor
-        run = supervisor._run or supervisor._last_run
+        run = self._view()
         children = () if run is None else tuple(run.child_info(c, deep=True) for c in run.children)
         return SupervisorSnapshot(
             name=supervisor.name,
@@ -132,7 +182,12 @@ class SupervisorHandle:
             children=children,
             logger_failures=supervisor._containment.failures(UserCode.LOGGER),
             hook_failures=supervisor._containment.failures(UserCode.ON_EVENT, UserCode.RANDOM),
+            auto_shutdown=supervisor.auto_shutdown,
         )
+
+    def _view(self) -> SupervisorRun | None:
+        """The run to describe: the current one, else the last one."""
+        return self._supervisor._run or self._supervisor._last_run
 
     def request_stop(self) -> None:
         """Ask the supervisor to stop its children in order and return (no waiting)."""

@@ -8,9 +8,10 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from ._spec import Restart, Strategy
+from ._spec import AutoShutdown, ChildKind, Restart, Strategy
 
 __all__ = [
+    "ChildCounts",
     "ChildInfo",
     "ChildState",
     "Children",
@@ -33,8 +34,12 @@ class ChildState(enum.Enum):
     - ``RESTARTING``: it ended and waits to be started again (restart backoff).
     - ``STOPPED``: not running and not going to be restarted on its own (a transient child
       that returned, or one stopped with ``terminate_child``).
+    - ``IGNORED``: its target declined to start (it returned :data:`IGNORE`); the spec is
+      kept, nothing runs, and only ``restart_child`` tries again.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``IGNORED``.
     """
 
     STARTING = "starting"
@@ -42,11 +47,21 @@ class ChildState(enum.Enum):
     STOPPING = "stopping"
     RESTARTING = "restarting"
     STOPPED = "stopped"
+    IGNORED = "ignored"
 
 
 @attrs.frozen
 class FailureInfo:
     """A failure as a value: the exception's type name and message, never the live object.
+
+    ``str()`` gives ``"TypeName: message"`` (or the type name alone).
+
+    Attributes:
+        type_name: The exception's class name, e.g. ``"ConnectionError"`` (for a group,
+            ``"ExceptionGroup"``).
+        message: ``str()`` of the exception, cut to 200 characters (ending in ``...``), or
+            ``"<unprintable message>"`` when its ``__str__`` raised.
+        at: ``trio.current_time()`` when the supervisor saw the failure.
 
     .. versionadded:: 0.1.0
     """
@@ -137,8 +152,12 @@ class ChildInfo:
         started_at: ``trio.current_time()`` of its latest start, or ``None``.
         mailbox: Mailbox counters when the child is an actor.
         subtree: The snapshot of a nested supervisor (only filled by ``snapshot()``).
+        kind: Worker or supervisor (see :class:`ChildKind`).
+        significant: Whether it is a significant child (see :class:`AutoShutdown`).
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``kind`` and ``significant``.
     """
 
     id: str
@@ -149,6 +168,27 @@ class ChildInfo:
     started_at: float | None = None
     mailbox: MailboxStatistics | None = None
     subtree: SupervisorSnapshot | None = None
+    kind: ChildKind = ChildKind.WORKER
+    significant: bool = False
+
+
+@attrs.frozen
+class ChildCounts:
+    """How many children a supervisor holds, as OTP's ``count_children`` counts them.
+
+    Attributes:
+        specs: Child specs it holds, whatever their state.
+        active: Children with an incarnation alive now (starting, running or stopping).
+        supervisors: Specs whose kind is ``SUPERVISOR``, running or not.
+        workers: Specs whose kind is ``WORKER``, running or not.
+
+    .. versionadded:: 0.2.0
+    """
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
 
 
 class Children(tuple[ChildInfo, ...]):
@@ -192,8 +232,11 @@ class SupervisorSnapshot:
         hook_failures: Calls of its ``on_event`` hook, or of its restart backoff's random
             source, that raised (or returned a coroutine), since it was created; the
             supervisor carried on (without jitter, for the random source).
+        auto_shutdown: Its :class:`AutoShutdown` setting.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``auto_shutdown``.
     """
 
     name: str
@@ -205,11 +248,17 @@ class SupervisorSnapshot:
     children: tuple[ChildInfo, ...]
     logger_failures: int = 0
     hook_failures: int = 0
+    auto_shutdown: AutoShutdown = AutoShutdown.NEVER
 
     def walk(self) -> Generator[tuple[tuple[str, ...], ChildInfo], None, None]:
         """Yield ``(path, child)`` for every child in the tree, depth first, in start order.
 
-        ``path`` holds the ids from this supervisor down to the child, the child included.
+        ``path`` is a tuple of child ids from this supervisor down to the child, the child
+        included: ``("a",)`` for a child of this supervisor, ``("jobs", "job-2")`` for the
+        child ``job-2`` of the nested supervisor ``jobs``. ``"/".join(path)`` is the
+        usual way to print it (ids may contain ``"/"``; the tuple stays exact). Members
+        of a :class:`DynamicSupervisor` appear under their own ids here; events name
+        them by the template's id instead (see :attr:`SupervisorEvent.child_path`).
         """
         for child in self.children:
             yield (child.id,), child
@@ -222,6 +271,8 @@ class EventKind(enum.Enum):
     """What a :class:`SupervisorEvent` reports.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``CHILD_IGNORED`` and ``AUTO_SHUTDOWN``.
     """
 
     SUPERVISOR_STARTED = "supervisor_started"
@@ -241,23 +292,44 @@ class EventKind(enum.Enum):
     CHILD_UNRESPONSIVE = "child_unresponsive"
     START_FAILED = "start_failed"
     INTENSITY_EXCEEDED = "intensity_exceeded"
+    #: Its target declined to start (returned ``IGNORE``); it is not run or restarted.
+    CHILD_IGNORED = "child_ignored"
+    #: Significant children ended (see :class:`AutoShutdown`): the supervisor stops its
+    #: children and returns normally. ``child_id`` is the child whose end triggered it.
+    AUTO_SHUTDOWN = "auto_shutdown"
 
 
 @attrs.frozen
 class SupervisorEvent:
-    """A frozen record of one supervision event, handed to the ``on_event`` hook.
+    """A frozen record of one supervision event, handed to the ``on_event`` hooks.
+
+    An event reaches the hook of the supervisor it happened in *and the hook of every
+    supervisor above it* in the tree, so one hook on the root sees the restarts of every
+    nested supervisor. ``path`` then says where it happened, relative to the supervisor
+    whose hook receives it: each hook gets its own copy of the record.
 
     Attributes:
         kind: What happened.
-        supervisor: The supervisor's name.
+        supervisor: The name of the supervisor it happened in.
         child_id: The child concerned, if any.
         at: ``trio.current_time()`` when it happened.
         restarts: The child's restart count when the event happened (a ``CHILD_RESTARTING``
             event comes before the restart it announces is counted).
         failure: The exception involved, frozen.
         delay: For ``CHILD_RESTARTING``: seconds until the restart.
+        path: Where the supervisor it happened in sits, as a tuple of child ids from the
+            hook's supervisor down to it: ``()`` for the hook's own supervisor,
+            ``("jobs",)`` for its child supervisor ``jobs``. A supervisor running inside
+            a member of a :class:`DynamicSupervisor` is placed under the template's id,
+            not the member's, so paths stay few.
+        child_label: The name of the child for metric labels: ``child_id``, except for a
+            member of a :class:`DynamicSupervisor`, whose ids grow without bound: for
+            those it is the template's id. ``None`` when no child is concerned.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``path``, ``child_label`` and ``child_path``; events of nested supervisors reach
+       the hooks above them.
     """
 
     kind: EventKind
@@ -267,8 +339,23 @@ class SupervisorEvent:
     restarts: int = 0
     failure: FailureInfo | None = None
     delay: float | None = None
+    path: tuple[str, ...] = ()
+    child_label: str | None = None
+
+    @property
+    def child_path(self) -> tuple[str, ...]:
+        """``path`` plus ``child_label``: a bounded name for the child, e.g. for metrics.
+
+        ``"/".join(event.child_path)`` is a label whose values are bounded by the tree's
+        shape: ``"jobs/fetcher"`` for every member of the pool ``jobs`` whose template is
+        ``fetcher``. For an event without a child it is ``path``.
+        """
+        if self.child_label is None:
+            return self.path
+        return (*self.path, self.child_label)
 
 
-#: Receives every :class:`SupervisorEvent`; must not block. Exceptions it raises are logged
-#: and counted in :attr:`SupervisorSnapshot.hook_failures`, and otherwise ignored.
+#: Receives every :class:`SupervisorEvent` of its supervisor's subtree; must not block.
+#: Exceptions it raises are logged and counted in :attr:`SupervisorSnapshot.hook_failures`
+#: of the supervisor that owns the hook, and otherwise ignored.
 EventHook: TypeAlias = Callable[[SupervisorEvent], None]

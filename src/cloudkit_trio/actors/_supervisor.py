@@ -9,21 +9,39 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
 from ._backoff import RestartBackoff
 from ._contain import Containment
 from ._control import SupervisorRun
-from ._errors import DuplicateChild
+from ._errors import DuplicateChild, InvalidChildSpec, SupervisorNotRunning
 from ._groups import reraise
 from ._handle import SupervisorHandle
 from ._logging import StdlibSupervisorLogger, SupervisorLogger
-from ._spec import ChildSpec, Restart, Strategy, check_duration
+from ._spec import AutoShutdown, ChildKind, ChildSpec, Restart, Strategy, check_duration
 
 if TYPE_CHECKING:
-    from ._snapshot import EventHook
+    from ._snapshot import EventHook, SupervisorSnapshot
+
+#: What the handle has and the supervisor has not: asked of a Supervisor, the
+#: AttributeError says where to find it.
+_HANDLE_ONLY: Final = frozenset(
+    {
+        "count_children",
+        "delete_child",
+        "get_childspec",
+        "request_stop",
+        "restart_child",
+        "running",
+        "start_child",
+        "start_member",
+        "stop",
+        "terminate_child",
+        "which_children",
+    }
+)
 
 __all__ = ["Supervisor"]
 
@@ -52,6 +70,11 @@ class Supervisor:
     A restarted supervisor (one used as a child) starts again from ``children``; children
     added with ``start_child`` are not brought back.
 
+    Run as a descendant of another supervisor (as its child, or anywhere inside one of
+    its children), a supervisor's events also reach the ``on_event`` hooks above it, and
+    when it gives up, the :class:`RestartIntensityExceeded` of every supervisor above it
+    that gives up in turn keeps the real failure as ``__cause__``.
+
     Args:
         children: The initial child specs, in start order.
         strategy: Which children to restart when one has to be.
@@ -60,6 +83,9 @@ class Supervisor:
         backoff: Delay restarts of a child that keeps failing; ``None`` restarts at once.
         max_children: Most children the supervisor holds (started, restarting or stopped);
             ``start_child`` beyond it raises :class:`TooManyChildren`.
+        auto_shutdown: Whether significant children ending stop the supervisor (see
+            :class:`AutoShutdown`); with the default ``NEVER`` no child may be
+            significant.
         cancel_grace: Seconds a child gets to finish after it was cancelled, when its
             ``shutdown`` budget is used up, before the supervisor reports it unresponsive
             and moves on to the next child.
@@ -67,17 +93,20 @@ class Supervisor:
         logger: Where restarts, failures and shutdown problems are logged: any
             :class:`SupervisorLogger`, e.g. a :class:`cloudkit_trio.spi.Logger`; by default
             the stdlib :mod:`logging` logger ``cloudkit_trio.actors``, at INFO and above.
-        on_event: Called with a frozen :class:`SupervisorEvent` for each event, e.g. to
-            count restarts per child in a metrics layer.
+        on_event: Called with a frozen :class:`SupervisorEvent` for each event of this
+            supervisor and of every supervisor below it, e.g. to count restarts per child
+            in a metrics layer.
 
     Neither a logger nor an ``on_event`` hook that raises stops the supervisor: the
     failure is counted (``SupervisorSnapshot.logger_failures``/``hook_failures``), the
     first of each kind is reported once on standard error, and supervision carries on.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``auto_shutdown``; :meth:`snapshot`; events reach the hooks up the tree.
     """
 
-    # Lets ChildSpec give a nested supervisor an unlimited shutdown budget by default.
+    # Lets ChildSpec infer ChildKind.SUPERVISOR (and an unlimited shutdown) from run.
     _is_supervisor: Final = True
 
     def __init__(
@@ -89,6 +118,7 @@ class Supervisor:
         within: float = 5.0,
         backoff: RestartBackoff | None = None,
         max_children: int | None = None,
+        auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
         cancel_grace: float = 1.0,
         name: str = "supervisor",
         logger: SupervisorLogger | None = None,
@@ -105,6 +135,15 @@ class Supervisor:
             seen.add(spec.id)
         if not isinstance(strategy, Strategy):
             raise TypeError(f"strategy must be a Strategy, got {strategy!r}")
+        if not isinstance(auto_shutdown, AutoShutdown):
+            raise TypeError(f"auto_shutdown must be an AutoShutdown, got {auto_shutdown!r}")
+        if auto_shutdown is AutoShutdown.NEVER:
+            for spec in specs:
+                if spec.significant:
+                    raise InvalidChildSpec(
+                        f"child {spec.id!r} is significant but auto_shutdown is NEVER; pass "
+                        "auto_shutdown=AutoShutdown.ANY_SIGNIFICANT or ALL_SIGNIFICANT"
+                    )
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
         check_duration("Supervisor", "within", within, allow_none=False)
@@ -132,6 +171,7 @@ class Supervisor:
         self.within: Final = float(within)
         self.backoff: Final = backoff
         self.max_children: Final = max_children
+        self.auto_shutdown: Final = auto_shutdown
         self.cancel_grace: Final = float(cancel_grace)
         self.name: Final = name
         self.logger: Final[SupervisorLogger] = (
@@ -140,7 +180,10 @@ class Supervisor:
         self.on_event: Final = on_event
         #: Where every call into the logger, the hook and the backoff's random source goes.
         self._containment: Final = Containment(name)
-        self._handle = SupervisorHandle(self)
+        # A DynamicSupervisor's template and the arguments of its initial members.
+        self._template: ChildSpec | None = None
+        self._initial: tuple[tuple[object, ...], ...] = ()
+        self._handle = self._new_handle()
         self._run: SupervisorRun | None = None
         self._last_run: SupervisorRun | None = None
         self._cm: AbstractAsyncContextManager[trio.Nursery] | None = None
@@ -151,16 +194,70 @@ class Supervisor:
             f"children={len(self.specs)} running={self._run is not None}>"
         )
 
+    if not TYPE_CHECKING:
+        # Only at run time: for mypy, a Supervisor keeps exactly its declared attributes.
+        def __getattr__(self, name: str) -> NoReturn:
+            if name in _HANDLE_ONLY:
+                raise AttributeError(
+                    f"{name!r} is a method of the supervisor's handle, not of the Supervisor: "
+                    "use the handle that `await nursery.start(supervisor.run)` or "
+                    "`async with supervisor as handle` gives (also `supervisor.handle`)",
+                    name=name,
+                    obj=self,
+                )
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
+            )
+
+    def _new_handle(self) -> SupervisorHandle:
+        return SupervisorHandle(self)
+
     @property
     def handle(self) -> SupervisorHandle:
         """The handle ``run`` hands back; the same object across runs."""
         return self._handle
 
+    def snapshot(self) -> SupervisorSnapshot:
+        """The running tree below this supervisor (see :meth:`SupervisorHandle.snapshot`).
+
+        Raises:
+            SupervisorNotRunning: It is not running. The handle (what
+                ``await nursery.start(supervisor.run)`` returns, or ``supervisor.handle``)
+                also describes a supervisor that has stopped: its last run.
+
+        .. versionadded:: 0.2.0
+        """
+        if self._run is None:
+            raise SupervisorNotRunning(
+                f"supervisor {self.name!r} is not running, so it has no tree to snapshot; "
+                "start it with `handle = await nursery.start(supervisor.run)` and call "
+                "handle.snapshot(), which also describes the last run once it stopped"
+            )
+        return self._handle.snapshot()
+
     def child_spec(
-        self, id: str | None = None, *, restart: Restart = Restart.PERMANENT
+        self,
+        id: str | None = None,
+        *,
+        restart: Restart = Restart.PERMANENT,
+        significant: bool = False,
     ) -> ChildSpec:
-        """A spec that runs this supervisor as a child of another (shutdown unlimited)."""
-        return ChildSpec(self.name if id is None else id, self.run, restart=restart, shutdown=None)
+        """A spec that runs this supervisor as a child of another (shutdown unlimited).
+
+        With ``auto_shutdown`` set, make it ``TRANSIENT`` (or ``TEMPORARY``): a permanent
+        supervisor that shut itself down is started again by its parent.
+
+        .. versionchanged:: 0.2.0
+           ``significant``.
+        """
+        return ChildSpec(
+            self.name if id is None else id,
+            self.run,
+            restart=restart,
+            kind=ChildKind.SUPERVISOR,
+            shutdown=None,
+            significant=significant,
+        )
 
     async def run(
         self, *, task_status: trio.TaskStatus[SupervisorHandle] = trio.TASK_STATUS_IGNORED
@@ -168,7 +265,7 @@ class Supervisor:
         """Start the children, supervise them, and return once stopped.
 
         Reports the :class:`SupervisorHandle` through ``task_status`` once every child has
-        started. Returns normally after ``stop()``; raises
+        started. Returns normally after ``stop()`` and after an automatic shutdown; raises
         :class:`RestartIntensityExceeded` when it gave up and :class:`ChildStartError` when
         a child failed to start.
         """
