@@ -21,6 +21,8 @@ async def main() -> None:
     context = (
         ck.CloudContext.builder(ck.ProviderType.AWS)
         .config(ck.CloudConfig(endpoint="http://127.0.0.1:9000"))
+        # Every request is signed with SigV4 by default; these are the keys it signs with.
+        .auth_provider(ck.StaticAuthProvider(ck.Credentials("AKID", "SECRET")))
         .transport(httpx.MockTransport(service))
         .logger(ck.NoopLogger())
         .build()

@@ -20,6 +20,8 @@ async def main() -> None:
     context = (
         ck.CloudContext.builder(ck.ProviderType.AWS)
         .config(ck.CloudConfig(endpoint="http://127.0.0.1:9000"))
+        # Every request is signed with SigV4 by default; these are the keys it signs with.
+        .auth_provider(ck.StaticAuthProvider(ck.Credentials("AKID", "SECRET")))
         .transport(httpx.MockTransport(lambda request: httpx.Response(200, content=b"pong")))
         .logger(ck.NoopLogger())
         .build()
@@ -41,7 +43,9 @@ async def main() -> None:
             ChildSpec("poller", poller, restart=ck.actors.Restart.TRANSIENT)
         )
         await done.wait()
-        print("tree:", [child.id for child in cloud.supervisor.which_children()])
+        # cloud.supervisor is the "workers" subtree: your children, your restart budget.
+        print("workers:", [child.id for child in cloud.supervisor.which_children()])
+        print("tree:", [child.id for child in cloud.snapshot().tree.children])
         print("poller got:", results)
         await cloud.aclose()
 

@@ -60,8 +60,8 @@ async def main(endpoint: str) -> None:
         ck.CloudContext.builder(ck.ProviderType.AWS)
         # The rest of the settings may come from CLOUD_* / AWS_* variables (AWS_MAX_ATTEMPTS, ...).
         .config(ck.CloudConfig.from_env(ck.ProviderType.AWS, region=REGION, endpoint=endpoint))
+        # Every call is signed with SigV4 for "s3" in REGION: an AWS context's default.
         .auth_provider(ck.StaticAuthProvider(credentials))
-        .signer(S3.signer(REGION))  # SigV4 for "s3" in the same region
         .logger(ck.NoopLogger())
         .build()
     )

@@ -18,6 +18,7 @@ from ._credentials import Credentials
 from ._errors import (
     AlreadyExists,
     AuthError,
+    CircuitFailure,
     CircuitOpenError,
     CloudError,
     ConfigError,
@@ -86,6 +87,7 @@ __all__ = [
     "BreakerState",
     "ChainAuthProvider",
     "CircuitBreaker",
+    "CircuitFailure",
     "CircuitOpenError",
     "Cloud",
     "CloudConfig",

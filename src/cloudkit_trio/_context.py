@@ -16,9 +16,9 @@ from ._operation import Operation, Response, endpoint_of
 from ._provider import ProviderType
 from ._submission import Reply, Submission
 from ._validation import check_seconds
-from .actors import SupervisorHandle, SupervisorSnapshot
+from .actors import Strategy, SupervisorHandle, SupervisorSnapshot
 from .runtime._aggregator import AggregatorStatistics
-from .runtime._assembly import Runtime, RuntimeSettings
+from .runtime._assembly import Runtime, RuntimeSettings, WorkerSupervision
 from .runtime._breaker import BreakerSnapshot
 from .runtime._credentials import CredentialsSnapshot
 from .runtime._lifecycle import ContextState
@@ -36,7 +36,7 @@ from .spi import (
     RetryPolicy,
     StdlibLogger,
 )
-from .transport._signing import NoAuthSigner, RequestSigner
+from .transport._signing import BearerTokenSigner, PerServiceSigner, RequestSigner
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Hashable
@@ -63,14 +63,57 @@ def _check_instance(name: str, value: object, kind: type) -> None:
         raise TypeError(f"{name} must implement {kind.__name__}, got {type(value).__name__}")
 
 
+def _default_signer(provider: ProviderType) -> RequestSigner | PerServiceSigner:
+    """How ``provider``'s requests are signed when the builder is not told."""
+    if provider is ProviderType.AWS:
+        # Imported here: the aws package builds on this module (S3 takes a Cloud).
+        from .aws._aws_signer import AwsSigner
+
+        return AwsSigner()
+    if provider is ProviderType.AZURE or provider is ProviderType.GCP:
+        return BearerTokenSigner()
+    raise ConfigError(
+        f"ProviderType.{provider.name} has no default request signer (its request "
+        "signatures are not built in): pass .signer(...) with a RequestSigner that signs "
+        "for it, or .signer(NoAuthSigner()) for endpoints that need no authentication",
+        field="signer",
+        value=None,
+    )
+
+
+def _default_auth(provider: ProviderType) -> AuthProvider:
+    """Where ``provider``'s credentials come from when the builder is not told."""
+    if provider is ProviderType.AWS:
+        from .aws._chain import default_aws_chain
+
+        return default_aws_chain()
+    return EnvAuthProvider()
+
+
 class CloudContextBuilder:
     """Collects a context's configuration; :meth:`build` validates it and starts nothing.
 
-    Defaults: ``CloudConfig()``, :class:`EnvAuthProvider`, :class:`ExponentialBackoff`
-    with ``max_attempts = config.max_retries + 1``, a :class:`CircuitBreaker` per endpoint
-    with default settings, :class:`NoopMetrics`, :class:`StdlibLogger`,
+    Defaults: ``CloudConfig()``, :class:`ExponentialBackoff` with ``max_attempts =
+    config.max_retries + 1``, a :class:`CircuitBreaker` per endpoint with default
+    settings, :class:`NoopMetrics`, :class:`StdlibLogger`,
     :class:`~cloudkit_trio.transport.PooledTransport` (``plain_httpx_transport()`` selects
-    httpx's own), and no request signing.
+    httpx's own), and per provider:
+
+    - ``AWS``: every operation signed with Signature Version 4 for its service and region
+      (:class:`~cloudkit_trio.aws.AwsSigner`), credentials from
+      :func:`~cloudkit_trio.aws.default_aws_chain` (the environment, the shared files,
+      the container endpoint);
+    - ``AZURE`` and ``GCP``: ``Authorization: Bearer`` with the access token of the
+      credentials (:class:`~cloudkit_trio.transport.BearerTokenSigner`), credentials from
+      :class:`EnvAuthProvider`;
+    - ``ORACLE``: no default signer (OCI's request signatures are not built in):
+      :meth:`build` raises :class:`ConfigError` unless ``.signer(...)`` is given.
+
+    ``.signer(NoAuthSigner())`` sends requests unsigned and never asks for credentials.
+
+    .. versionchanged:: 0.2.0
+       Requests are signed by default; before, nothing was signed unless ``.signer(...)``
+       said so.
 
     .. versionadded:: 0.1.0
     """
@@ -85,9 +128,10 @@ class CloudContextBuilder:
         self._logger: Logger | None = None
         self._transport: httpx.AsyncBaseTransport | None = None
         self._plain_httpx = False
-        self._signer: RequestSigner | None = None
+        self._signer: RequestSigner | PerServiceSigner | None = None
         self._windows = (15 * 60.0, 10 * 60.0)
         self._flush_interval = _DEFAULT_FLUSH_INTERVAL
+        self._workers = WorkerSupervision()
 
     def config(self, config: CloudConfig) -> CloudContextBuilder:
         """Use ``config`` (see :class:`CloudConfig`)."""
@@ -144,9 +188,18 @@ class CloudContextBuilder:
         self._plain_httpx = True
         return self
 
-    def signer(self, signer: RequestSigner) -> CloudContextBuilder:
-        """How credentials are put on each request (see ``cloudkit_trio.transport``)."""
-        _check_instance("signer", signer, RequestSigner)
+    def signer(self, signer: RequestSigner | PerServiceSigner) -> CloudContextBuilder:
+        """How credentials are put on each request, instead of the provider's default.
+
+        A :class:`~cloudkit_trio.transport.RequestSigner` signs every operation alike; a
+        :class:`~cloudkit_trio.transport.PerServiceSigner` chooses one per operation;
+        ``NoAuthSigner()`` sends requests unsigned.
+        """
+        if not isinstance(signer, RequestSigner | PerServiceSigner):
+            raise TypeError(
+                "signer must implement RequestSigner or PerServiceSigner, "
+                f"got {type(signer).__name__}"
+            )
         self._signer = signer
         return self
 
@@ -164,6 +217,37 @@ class CloudContextBuilder:
         self._windows = (advisory, mandatory)
         return self
 
+    def worker_supervision(
+        self,
+        *,
+        strategy: Strategy = Strategy.ONE_FOR_ONE,
+        max_restarts: int = 3,
+        within: float = 5.0,
+    ) -> CloudContextBuilder:
+        """How ``cloud.supervisor``, the subtree for your own workers, restarts them.
+
+        Its intensity is its own: workers that keep crashing never use up the runtime's.
+        Past ``max_restarts`` restarts in ``within`` seconds it gives up, the context
+        closes gracefully, and ``RestartIntensityExceeded`` (its ``__cause__`` the
+        worker's exception) is raised from ``async with`` or ``serve``.
+
+        .. versionadded:: 0.2.0
+        """
+        if not isinstance(strategy, Strategy):
+            raise TypeError(f"strategy must be a Strategy, got {type(strategy).__name__}")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ConfigError(
+                f"worker_supervision max_restarts must be an int >= 0, got {max_restarts!r}",
+                field="max_restarts",
+                value=max_restarts,
+            )
+        self._workers = WorkerSupervision(
+            strategy=strategy,
+            max_restarts=max_restarts,
+            within=check_seconds("within", within),
+        )
+        return self
+
     def metrics_flush_interval(self, seconds: float) -> CloudContextBuilder:
         """How often the metrics aggregator forwards to collectors (default 0.1 s)."""
         self._flush_interval = check_seconds("metrics_flush_interval", seconds)
@@ -172,6 +256,7 @@ class CloudContextBuilder:
     def build(self) -> CloudContext:
         """Validate and return the context. Nothing starts until it is entered or served."""
         config = self._config if self._config is not None else CloudConfig()
+        provider = self._provider
         policy = self._policy
         breaker: CircuitBreaker | None
         if isinstance(policy, CircuitBreaker):
@@ -184,19 +269,20 @@ class CloudContextBuilder:
         if policy is None:
             policy = ExponentialBackoff(max_attempts=config.max_retries + 1)
         settings = RuntimeSettings(
-            provider=self._provider,
+            provider=provider,
             config=config,
-            auth_provider=self._auth if self._auth is not None else EnvAuthProvider(),
+            auth_provider=self._auth if self._auth is not None else _default_auth(provider),
             retry_policy=policy,
             breaker=breaker,
             collectors=self._collectors or (NoopMetrics(),),
             logger=self._logger if self._logger is not None else StdlibLogger(),
             transport=self._transport,
             plain_httpx=self._plain_httpx,
-            signer=self._signer if self._signer is not None else NoAuthSigner(),
+            signer=self._signer if self._signer is not None else _default_signer(provider),
             advisory_window=self._windows[0],
             mandatory_window=self._windows[1],
             metrics_flush_interval=self._flush_interval,
+            workers=self._workers,
         )
         return CloudContext._create(settings)
 
@@ -400,8 +486,19 @@ class Cloud:
 
     @property
     def supervisor(self) -> SupervisorHandle:
-        """The runtime's supervisor: ``start_child`` your own workers into the same tree."""
-        return self._runtime.handle
+        """The subtree for your own workers: ``await cloud.supervisor.start_child(spec)``.
+
+        It is the ``workers`` child of the runtime's tree, with its own restart intensity
+        (:meth:`CloudContextBuilder.worker_supervision`): a worker that keeps crashing
+        costs the runtime's actors nothing. When it gives up, the context closes
+        gracefully and ``RestartIntensityExceeded`` is raised from ``async with`` (or
+        ``serve``) with the worker's exception as ``__cause__``. The whole tree is in
+        ``snapshot().supervisor``.
+
+        .. versionchanged:: 0.2.0
+           The users' own subtree; it was the runtime's root supervisor.
+        """
+        return self._runtime.workers.handle
 
     @property
     def state(self) -> ContextState:

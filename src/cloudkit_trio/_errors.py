@@ -39,9 +39,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Final, TypedDict, Unpack
 
+import attrs
+
 __all__ = [
     "AlreadyExists",
     "AuthError",
+    "CircuitFailure",
     "CircuitOpenError",
     "CloudError",
     "ConfigError",
@@ -113,6 +116,10 @@ class CloudError(Exception):
     status_code: int | None = None
     #: The provider's own error code (``NoSuchKey``, ``SlowDown``), when there was one.
     code: str | None = None
+    #: Why the runtime did not retry this error although the retry policy might have
+    #: (a non-idempotent operation whose request may have reached the server), else None.
+    #: Shown by ``str()``. (.. versionadded:: 0.2.0)
+    not_retried: str | None = None
 
     def __init__(
         self,
@@ -150,9 +157,10 @@ class CloudError(Exception):
     def __str__(self) -> str:
         parts = [f"{name}={value}" for name in _CONTEXT_FIELDS if (value := getattr(self, name))]
         parts.extend(self._details())
-        if not parts:
-            return self.message
-        return f"{self.message} ({', '.join(parts)})"
+        text = f"{self.message} ({', '.join(parts)})" if parts else self.message
+        if self.not_retried is not None:
+            text = f"{text}; not retried: {self.not_retried}"
+        return text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -497,13 +505,43 @@ class InternalError(CloudError):
 # -- runtime --------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class CircuitFailure:
+    """One of the failures that opened a circuit: what it was, never what it said.
+
+    .. versionadded:: 0.2.0
+    """
+
+    #: The error's class name (``ServiceUnavailable``, ``ConnectError``).
+    error: str
+    #: The HTTP status, when a response was received.
+    status_code: int | None
+    #: The provider's error code (``SlowDown``), when it sent one.
+    code: str | None
+    #: When it happened (``trio.current_time()``).
+    at: float
+
+    @classmethod
+    def of(cls, error: CloudError, at: float) -> CircuitFailure:
+        return cls(type(error).__name__, error.status_code, error.code, at)
+
+    def __str__(self) -> str:
+        return " ".join(
+            str(part) for part in (self.error, self.status_code, self.code) if part is not None
+        )
+
+
 class CircuitOpenError(CloudError):
     """The endpoint's circuit breaker is open: the call was rejected without a network call.
 
     ``retry_at`` is the ``trio.current_time()`` at which the breaker will admit a probe,
-    when known.
+    when known. ``opened_at`` is when the circuit opened (``trio.current_time()``), and
+    ``failures`` the last failures that it saw before (at most five, the latest last):
+    their error types, status codes and provider codes, nothing a server said.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``opened_at`` and ``failures``.
     """
 
     request_sent = False
@@ -513,10 +551,14 @@ class CircuitOpenError(CloudError):
         message: str,
         *,
         retry_at: float | None = None,
+        opened_at: float | None = None,
+        failures: tuple[CircuitFailure, ...] = (),
         **context: Unpack[ErrorContext],
     ) -> None:
         super().__init__(message, **context)
         self.retry_at = retry_at
+        self.opened_at = opened_at
+        self.failures = tuple(failures)
 
 
 class Overloaded(CloudError):

@@ -14,6 +14,7 @@ import httpx
 
 from ._errors import ConfigError
 from ._masking import mask_headers, mask_url
+from ._provider import validate_region_code
 from ._validation import check_headers, check_params, check_path, check_seconds, check_url
 
 __all__ = ["Operation", "Response", "endpoint_of"]
@@ -112,6 +113,11 @@ def _check_idempotent(_instance: object, _attribute: object, value: bool | None)
         )
 
 
+def _check_region(_instance: object, _attribute: object, value: str | None) -> None:
+    if value is not None:
+        validate_region_code(value, field="Operation.region")
+
+
 def _url_repr(value: str | None) -> str:
     return repr(value if value is None else mask_url(value))
 
@@ -133,7 +139,8 @@ class Operation:
     backoff included (each attempt is also bounded by ``CloudConfig.timeout``).
     ``idempotent`` defaults from the method (GET, HEAD, PUT, DELETE, OPTIONS, TRACE are);
     a non-idempotent operation is retried only when the request provably never reached the
-    server.
+    server. ``region`` is the region the request is signed for, when it is not the
+    context's ``CloudConfig.region`` (a bucket in another region, a global endpoint).
 
     .. versionadded:: 0.1.0
     """
@@ -160,6 +167,8 @@ class Operation:
     body: bytes = attrs.field(default=b"", validator=_check_body, repr=_body_repr)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
     idempotent: bool | None = attrs.field(default=None, validator=_check_idempotent)
+    #: .. versionadded:: 0.2.0
+    region: str | None = attrs.field(default=None, validator=_check_region)
 
     def __attrs_post_init__(self) -> None:
         if (self.url is None) == (self.path is None):

@@ -34,7 +34,6 @@ def make_context(
         ck.CloudContext.builder(ck.ProviderType.AWS)
         .config(ck.CloudConfig(region=REGION, endpoint=endpoint or server.url))
         .auth_provider(ck.StaticAuthProvider(credentials or server.credentials))
-        .signer(S3.signer(REGION))
         .logger(ck.NoopLogger())
     )
     if transport is not None:

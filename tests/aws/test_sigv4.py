@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import string
 from collections.abc import AsyncIterator, Sequence
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 import cloudkit_trio as ck
 from cloudkit_trio.aws import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
-from cloudkit_trio.aws._sigv4 import _remove_dot_segments
+from cloudkit_trio.aws._sigv4 import _encode_path, _encode_segment, _remove_dot_segments
 from cloudkit_trio.transport import RequestSigner
 
 NOW = dt.datetime(2024, 2, 29, 23, 59, 58, tzinfo=dt.UTC)
@@ -51,13 +52,16 @@ class Case:
     stream: bool = False
     credentials: ck.Credentials = CREDS
     unsigned: bool = False
+    sign_token: bool = True
     region: str = "us-east-1"
     now: dt.datetime = NOW
 
 
-def _botocore_credentials(credentials: ck.Credentials) -> BotoCredentials:
+def _botocore_credentials(credentials: ck.Credentials, *, token: bool = True) -> BotoCredentials:
     return BotoCredentials(
-        credentials.access_key, credentials.secret_key, credentials.session_token
+        credentials.access_key,
+        credentials.secret_key,
+        credentials.session_token if token else None,
     )
 
 
@@ -81,22 +85,30 @@ def _ours(case: Case) -> httpx.Request:
     if case.stream:
         content = _stream(case.body or b"")
     request = httpx.Request(case.method, case.url, headers=list(case.headers), content=content)
-    signer = SigV4Signer(case.service, case.region, unsigned_payload=case.unsigned)
+    signer = SigV4Signer(
+        case.service,
+        case.region,
+        unsigned_payload=case.unsigned,
+        sign_session_token=case.sign_token,
+    )
     signer.sign(request, case.credentials, now=case.now)
     return request
 
 
 def _theirs(case: Case, input_headers: Sequence[tuple[str, str]]) -> AWSRequest:
-    """botocore's signature of the same request, with botocore deriving the Host header."""
+    """botocore's signature of the same request, with botocore deriving the Host header.
+
+    A session token kept outside the signature is botocore's signature without the token,
+    with the token's header added afterwards.
+    """
     request = AWSRequest(method=case.method, url=case.wire_url, data=case.body)
     for name, value in input_headers:
         if name.lower() != "host":
             request.headers[name] = value  # appends, as repeated headers should
     unsigned = case.unsigned or case.stream
-    s3 = case.service in S3_SERVICES
-    credentials = _botocore_credentials(case.credentials)
+    credentials = _botocore_credentials(case.credentials, token=case.sign_token)
     auth: SigV4Auth
-    if s3:
+    if case.service in S3_SERVICES:
         auth = S3SigV4Auth(credentials, case.service, case.region)
         if unsigned:
             request.context["client_config"] = SimpleNamespace(
@@ -106,12 +118,11 @@ def _theirs(case: Case, input_headers: Sequence[tuple[str, str]]) -> AWSRequest:
         auth = SigV4Auth(credentials, case.service, case.region)
         if unsigned:
             request.context["payload_signing_enabled"] = False
-        else:
-            # Only botocore's S3 signer sends the payload hash header; ours always does.
-            # The value is botocore's own hash of the body.
-            request.headers["X-Amz-Content-SHA256"] = auth.payload(request)
     with _frozen_clock(case.now):
         auth.add_auth(request)
+    token = case.credentials.session_token
+    if not case.sign_token and token is not None:
+        request.headers["X-Amz-Security-Token"] = token
     return request
 
 
@@ -203,6 +214,25 @@ EDGE_CASES = {
         "s3", "PUT", "https://b.s3.amazonaws.com/stream", "https://b.s3.amazonaws.com/stream",
         body=b"streamed", stream=True,
     ),
+    "streaming body is unsigned, other service": Case(
+        "execute-api", "PUT", "https://api.example.com/s", "https://api.example.com/s",
+        body=b"streamed", stream=True,
+    ),
+    "JSON body, other service": Case(
+        "sqs", "POST", "https://sqs.us-east-1.amazonaws.com/", "https://sqs.us-east-1.amazonaws.com/",
+        headers=[("X-Amz-Target", "AmazonSQS.SendMessage"),
+                 ("Content-Type", "application/x-amz-json-1.0")],
+        body=b'{"QueueUrl": "q", "MessageBody": "hello"}',
+    ),
+    "session token outside the signature, S3": Case(
+        "s3", "PUT", "https://b.s3.amazonaws.com/k", "https://b.s3.amazonaws.com/k",
+        body=b"x", credentials=SESSION, sign_token=False,
+    ),
+    "session token outside the signature, other service": Case(
+        "iotdevicegateway", "GET", "https://example-ats.iot.us-east-1.amazonaws.com/mqtt",
+        "https://example-ats.iot.us-east-1.amazonaws.com/mqtt", credentials=SESSION,
+        sign_token=False,
+    ),
     "header whitespace, case and repeats": Case(
         "s3", "GET", "https://b.s3.amazonaws.com/k", "https://b.s3.amazonaws.com/k",
         headers=[("X-Amz-Meta-A", "  one   two  "), ("x-amz-meta-a", "three"),
@@ -233,14 +263,61 @@ class TestAgainstBotocore:
         assert s3.headers["authorization"] != api.headers["authorization"]
         assert same_path_s3.headers["authorization"] != api.headers["authorization"]
 
-    def test_payload_hash_header(self) -> None:
-        """X-Amz-Content-SHA256 is the body's hash, the empty hash, or UNSIGNED-PAYLOAD."""
-        with_body = _ours(Case("sqs", "POST", "https://q/", "https://q/", body=b"abc"))
-        empty = _ours(Case("sqs", "GET", "https://q/", "https://q/"))
-        streamed = _ours(Case("sqs", "PUT", "https://q/", "https://q/", body=b"a", stream=True))
+    @pytest.mark.parametrize("service", sorted(S3_SERVICES))
+    def test_s3_family_always_sends_the_payload_hash(self, service: str) -> None:
+        """S3 signers send X-Amz-Content-SHA256: the body's hash, the empty hash or UNSIGNED."""
+        with_body = _ours(Case(service, "PUT", "https://b/k", "https://b/k", body=b"abc"))
+        empty = _ours(Case(service, "GET", "https://b/k", "https://b/k"))
+        streamed = _ours(Case(service, "PUT", "https://b/k", "https://b/k", body=b"a", stream=True))
         assert with_body.headers["x-amz-content-sha256"] == hashlib.sha256(b"abc").hexdigest()
         assert empty.headers["x-amz-content-sha256"] == EMPTY_SHA256
         assert streamed.headers["x-amz-content-sha256"] == UNSIGNED_PAYLOAD
+
+    def test_other_services_send_it_only_when_unsigned(self) -> None:
+        """Other services get the header for UNSIGNED-PAYLOAD only, like botocore's SigV4Auth."""
+        with_body = _ours(Case("sqs", "POST", "https://q/", "https://q/", body=b"abc"))
+        empty = _ours(Case("sqs", "GET", "https://q/", "https://q/"))
+        streamed = _ours(Case("sqs", "PUT", "https://q/", "https://q/", body=b"a", stream=True))
+        unsigned = _ours(Case("sqs", "PUT", "https://q/", "https://q/", body=b"a", unsigned=True))
+        for request in (with_body, empty):
+            assert "x-amz-content-sha256" not in request.headers
+            assert "x-amz-content-sha256" not in request.headers["authorization"]
+        assert streamed.headers["x-amz-content-sha256"] == UNSIGNED_PAYLOAD
+        assert unsigned.headers["x-amz-content-sha256"] == UNSIGNED_PAYLOAD
+
+    def test_signing_again_drops_a_stale_payload_header(self) -> None:
+        """A header set by an earlier signing goes when the new signing calls for none."""
+        url = "https://sqs.us-east-1.amazonaws.com/"
+        request = httpx.Request("POST", url, content=iter([b"abc"]))
+        signer = SigV4Signer("sqs", "us-east-1")
+        signer.sign(request, CREDS, now=NOW)
+        assert request.headers["x-amz-content-sha256"] == UNSIGNED_PAYLOAD
+        request.read()  # now the body can be hashed
+        signer.sign(request, CREDS, now=NOW)
+        assert "x-amz-content-sha256" not in request.headers
+        reference = AWSRequest(method="POST", url=url, data=b"abc")
+        reference.headers["Transfer-Encoding"] = "chunked"
+        with _frozen_clock(NOW):
+            SigV4Auth(_botocore_credentials(CREDS), "sqs", "us-east-1").add_auth(reference)
+        assert request.headers["authorization"] == reference.headers["Authorization"]
+
+        # Signed for S3 first, then for a service that wants no header.
+        moved = httpx.Request("POST", url, content=b"abc")
+        SigV4Signer("s3", "us-east-1").sign(moved, CREDS, now=NOW)
+        signer.sign(moved, CREDS, now=NOW)
+        assert "x-amz-content-sha256" not in moved.headers
+        assert moved.headers == _ours(Case("sqs", "POST", url, url, body=b"abc")).headers
+
+    def test_session_token_outside_the_signature(self) -> None:
+        """sign_session_token=False sends the token unsigned; the signature is the tokenless one."""
+        case = EDGE_CASES["session token outside the signature, other service"]
+        ours = assert_matches_botocore(case)
+        assert ours.headers["x-amz-security-token"] == TOKEN
+        assert "x-amz-security-token" not in ours.headers["authorization"]
+        tokenless = _ours(attrs.evolve(case, credentials=ck.Credentials("ASIAEXAMPLE", SECRET)))
+        assert ours.headers["authorization"] == tokenless.headers["authorization"]
+        signed = _ours(attrs.evolve(case, sign_token=True))
+        assert "x-amz-security-token" in signed.headers["authorization"]
 
 
 # -- generated requests ----------------------------------------------------------------------
@@ -309,6 +386,7 @@ def _requests(draw: st.DrawFn) -> tuple[Case, list[tuple[str, str]]]:
         stream=stream,
         credentials=credentials,
         unsigned=draw(st.booleans()),
+        sign_token=draw(st.booleans()),
         region=draw(st.sampled_from(["us-east-1", "eu-central-1", "ap-southeast-2"])),
         now=draw(_DATES),
     )
@@ -324,9 +402,13 @@ class TestGenerated:
         assert_matches_botocore(case)
 
     @settings(max_examples=200, deadline=None)
-    @given(_requests(), st.integers(1, 604800), st.booleans())
+    @given(_requests(), st.integers(1, 604800), st.booleans(), st.booleans())
     def test_presigned_urls_match_botocore(
-        self, drawn: tuple[Case, list[tuple[str, str]]], expires: int, content_type: bool
+        self,
+        drawn: tuple[Case, list[tuple[str, str]]],
+        expires: int,
+        content_type: bool,
+        with_body: bool,
     ) -> None:
         """Generated presigned URLs equal botocore's SigV4QueryAuth output, byte for byte."""
         case, params = drawn
@@ -336,26 +418,83 @@ class TestGenerated:
         assume(not any(n.lower().startswith("x-amz-") for n in names))
         unsigned = case.unsigned and case.wire_url.startswith("https")
         headers = {"Content-Type": "image/png"} if content_type else {}
-        signer = SigV4Signer(case.service, case.region, unsigned_payload=unsigned)
-        ours = signer.presign(
-            case.method, case.url, case.credentials, expires=expires, now=case.now, headers=headers
+        body = (case.body or b"") if with_body else None
+        signer = SigV4Signer(
+            case.service,
+            case.region,
+            unsigned_payload=unsigned,
+            sign_session_token=case.sign_token,
         )
-        theirs = _botocore_presign(case, expires, headers, unsigned=unsigned)
+        ours = signer.presign(
+            case.method,
+            case.url,
+            case.credentials,
+            expires=expires,
+            now=case.now,
+            headers=headers,
+            body=body,
+        )
+        theirs = _botocore_presign(case, expires, headers, unsigned=unsigned, body=body)
         assert ours == theirs
 
 
+class _BodyQueryAuth(SigV4QueryAuth):
+    """botocore's presigner, signing a body: by itself it would move the body into the query.
+
+    The body is put back after that step, so that botocore's own ``payload()`` hashes it.
+    """
+
+    body: bytes = b""
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        super()._modify_request_before_signing(request)
+        request.data = self.body
+
+
+class _S3BodyQueryAuth(S3SigV4QueryAuth):
+    """botocore's S3 presigner (the path as sent), signing a body as its generic signer does."""
+
+    body: bytes = b""
+
+    def _modify_request_before_signing(self, request: AWSRequest) -> None:
+        super()._modify_request_before_signing(request)
+        request.data = self.body
+
+    def payload(self, request: AWSRequest) -> str:
+        digest: str = SigV4Auth.payload(self, request)
+        return digest
+
+
 def _botocore_presign(
-    case: Case, expires: int, headers: dict[str, str], *, unsigned: bool = False
+    case: Case,
+    expires: int,
+    headers: dict[str, str],
+    *,
+    unsigned: bool = False,
+    body: bytes | None = None,
 ) -> str:
+    """botocore's presigned URL; a token kept outside the signature is appended after it."""
     request = AWSRequest(method=case.method, url=case.wire_url, headers=headers)
-    credentials = _botocore_credentials(case.credentials)
-    cls = S3SigV4QueryAuth if case.service in S3_SERVICES else SigV4QueryAuth
-    auth = cls(credentials, case.service, case.region, expires=expires)
-    if unsigned:
-        request.context["payload_signing_enabled"] = False
+    credentials = _botocore_credentials(case.credentials, token=case.sign_token)
+    s3 = case.service in S3_SERVICES
+    auth: SigV4QueryAuth
+    if body is None:
+        cls = S3SigV4QueryAuth if s3 else SigV4QueryAuth
+        auth = cls(credentials, case.service, case.region, expires=expires)
+        if unsigned:
+            request.context["payload_signing_enabled"] = False
+    else:
+        body_auth = (_S3BodyQueryAuth if s3 else _BodyQueryAuth)(
+            credentials, case.service, case.region, expires=expires
+        )
+        body_auth.body = body
+        auth = body_auth
     with _frozen_clock(case.now):
         auth.add_auth(request)
     url: str = request.url
+    token = case.credentials.session_token
+    if not case.sign_token and token is not None:
+        url += f"&X-Amz-Security-Token={percent_encode(token)}"
     return url
 
 
@@ -419,6 +558,108 @@ class TestPresign:
         assert "X-Amz-Signature=" not in str(info.value)
 
 
+JSON = b'{"name": "stage", "tags": {"team": "core"}}'
+
+
+class TestPresignPayload:
+    @pytest.mark.parametrize(
+        "body", [b"", JSON, bytes(range(256))], ids=["empty", "json", "binary"]
+    )
+    @pytest.mark.parametrize(
+        ("service", "url"),
+        [("execute-api", "https://api.example.com/prod/stages"),
+         ("sqs", "https://sqs.us-east-1.amazonaws.com/123456789012/q?Action=SendMessage"),
+         ("s3", "https://b.s3.amazonaws.com/a//k")],
+    )  # fmt: skip
+    @pytest.mark.parametrize("credentials", [CREDS, SESSION], ids=["keys", "session"])
+    def test_body_is_signed(
+        self, service: str, url: str, body: bytes, credentials: ck.Credentials
+    ) -> None:
+        """presign(body=...) signs the body's hash, as botocore's presigner does for a body."""
+        headers = {"Content-Type": "application/json"}
+        case = Case(service, "POST", url, url, credentials=credentials)
+        ours = SigV4Signer(service, "us-east-1").presign(
+            "POST", url, credentials, now=NOW, headers=headers, body=body
+        )
+        assert ours == _botocore_presign(case, 3600, headers, body=body)
+
+    @pytest.mark.parametrize("service", ["s3", "execute-api"])
+    def test_payload_hash_is_the_body_hash(self, service: str) -> None:
+        """payload_hash= gives the same URL as the body it is the hash of."""
+        signer = SigV4Signer(service, "us-east-1", unsigned_payload=True)
+        by_body = signer.presign("PUT", "https://h/k", CREDS, now=NOW, body=JSON)
+        by_hash = signer.presign(
+            "PUT", "https://h/k", CREDS, now=NOW, payload_hash=hashlib.sha256(JSON).hexdigest()
+        )
+        assert by_body == by_hash
+        assert by_body != signer.presign("PUT", "https://h/k", CREDS, now=NOW)
+
+    def test_unsigned_payload_for_another_service(self) -> None:
+        """payload_hash='UNSIGNED-PAYLOAD' equals botocore's presigner with payload signing off."""
+        url = "https://api.example.com/prod/upload"
+        ours = SigV4Signer("execute-api", "us-west-2").presign(
+            "PUT", url, SESSION, now=NOW, payload_hash=UNSIGNED_PAYLOAD
+        )
+        case = Case("execute-api", "PUT", url, url, credentials=SESSION, region="us-west-2")
+        assert ours == _botocore_presign(case, 3600, {}, unsigned=True)
+
+    def test_defaults_are_unchanged(self) -> None:
+        """Without body or payload_hash, S3 signs UNSIGNED-PAYLOAD and others the empty body."""
+        for service in ("s3", "execute-api"):
+            signer = SigV4Signer(service, "us-east-1")
+            default = signer.presign("GET", "https://h/k", CREDS, now=NOW)
+            expected = UNSIGNED_PAYLOAD if service == "s3" else EMPTY_SHA256
+            assert default == signer.presign(
+                "GET", "https://h/k", CREDS, now=NOW, payload_hash=expected
+            )
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "match"),
+        [
+            ({"body": b"x", "payload_hash": EMPTY_SHA256}, TypeError, "not both"),
+            ({"body": "text"}, TypeError, "body must be bytes"),
+            ({"body": bytearray(b"x")}, TypeError, "body must be bytes"),
+            ({"payload_hash": 42}, TypeError, "payload_hash must be a str"),
+            ({"payload_hash": EMPTY_SHA256.upper()}, ValueError, "lowercase hex"),
+            ({"payload_hash": EMPTY_SHA256[:-1]}, ValueError, "lowercase hex"),
+            ({"payload_hash": EMPTY_SHA256 + "\n"}, ValueError, "lowercase hex"),
+            ({"payload_hash": SECRET}, ValueError, "lowercase hex"),
+            ({"payload_hash": "unsigned-payload"}, ValueError, "lowercase hex"),
+        ],
+    )
+    def test_rejects_unusable_payloads(
+        self, kwargs: dict[str, object], error: type[Exception], match: str
+    ) -> None:
+        """A conflicting or malformed payload is refused, without quoting what was passed."""
+        signer = SigV4Signer("s3", "us-east-1")
+        with pytest.raises(error, match=match) as info:
+            signer.presign("PUT", "https://b/k", SESSION, **kwargs)  # type: ignore[arg-type]
+        assert SECRET not in str(info.value)
+        assert TOKEN not in str(info.value)
+
+
+class TestPresignSessionToken:
+    @pytest.mark.parametrize(
+        ("service", "url"),
+        [("iotdevicegateway", "https://example-ats.iot.us-east-1.amazonaws.com/mqtt"),
+         ("s3", "https://b.s3.amazonaws.com/k?versionId=1")],
+    )  # fmt: skip
+    def test_token_outside_the_signature(self, service: str, url: str) -> None:
+        """sign_session_token=False appends the token after X-Amz-Signature, unsigned."""
+        signer = SigV4Signer(service, "us-east-1", sign_session_token=False)
+        ours = signer.presign("GET", url, SESSION, now=NOW)
+        case = Case(service, "GET", url, url, credentials=SESSION, sign_token=False)
+        assert ours == _botocore_presign(case, 3600, {})
+        signature = ours.partition("&X-Amz-Signature=")[2]
+        assert signature.endswith(
+            "&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLE%2F%2FSESSION%2BTOKEN%3D%3D"
+        )
+        tokenless = signer.presign("GET", url, ck.Credentials("ASIAEXAMPLE", SECRET), now=NOW)
+        assert ours.startswith(tokenless + "&")
+        inside = SigV4Signer(service, "us-east-1").presign("GET", url, SESSION, now=NOW)
+        assert inside.index("X-Amz-Security-Token=") < inside.index("X-Amz-Signature=")
+
+
 class TestPathNormalisation:
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.sampled_from(["a", "b", ".", "..", ""]), max_size=8), st.booleans())
@@ -426,6 +667,13 @@ class TestPathNormalisation:
         """Dot and empty segments resolve exactly as botocore's remove_dot_segments does."""
         path = ("/" if absolute else "") + "/".join(segments)
         assert _remove_dot_segments(path) == remove_dot_segments(path)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=24) | st.text("abc./-_~%2E", max_size=24).map(str.encode))
+    def test_plain_path_shortcut_changes_nothing(self, raw: bytes) -> None:
+        """The shortcut for already-encoded paths gives what segment-by-segment encoding gives."""
+        expected = "/".join(_encode_segment(segment) for segment in raw.split(b"/"))
+        assert _encode_path(raw) == expected
 
 
 # -- behaviour of the signer object ----------------------------------------------------------
@@ -443,9 +691,10 @@ class TestSigner:
         stamp = dt.datetime.strptime(request.headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
         assert before <= stamp.replace(tzinfo=dt.UTC) <= after
 
-    def test_signing_again_replaces_the_signature(self) -> None:
+    @pytest.mark.parametrize("sign_token", [True, False])
+    def test_signing_again_replaces_the_signature(self, sign_token: bool) -> None:
         """A retry signs again: one of each header, the token dropped when credentials lose it."""
-        signer = SigV4Signer("s3", "us-east-1")
+        signer = SigV4Signer("s3", "us-east-1", sign_session_token=sign_token)
         request = httpx.Request("PUT", "https://b.s3.amazonaws.com/k", content=b"x")
         signer.sign(request, SESSION, now=NOW)
         signer.sign(request, SESSION, now=NOW + dt.timedelta(seconds=5))
@@ -478,6 +727,48 @@ class TestSigner:
             signer.sign(httpx.Request("GET", "https://b/k"), creds, now=NOW)
         assert len(signer._keys) <= 8
         assert "secret-49" not in repr(signer._keys)
+
+    def test_large_body_is_hashed_once_per_request(self) -> None:
+        """A retry of a large body reuses its hash; other bytes are hashed for themselves."""
+        signer = SigV4Signer("s3", "us-east-1")
+        body, other = b"a" * (128 * 1024), b"b" * (128 * 1024)
+        request = httpx.Request("PUT", "https://b/k", content=body)
+        with mock.patch("cloudkit_trio.aws._sigv4.hashlib.sha256", wraps=hashlib.sha256) as spy:
+            for _ in range(3):
+                signer.sign(request, CREDS, now=NOW)
+            second = httpx.Request("PUT", "https://b/k", content=other)
+            signer.sign(second, CREDS, now=NOW)
+        hashed = [call.args[0] for call in spy.call_args_list if len(call.args[0]) > 1000]
+        assert hashed == [request.content, second.content]
+        assert request.headers["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()
+        assert second.headers["x-amz-content-sha256"] == hashlib.sha256(other).hexdigest()
+        # The remembered hash goes with its request: no body outlives it here.
+        del request, second
+        gc.collect()
+        assert len(signer._hashes) == 0
+
+    def test_remembers_credentials_without_keeping_them(self) -> None:
+        """The signer recognises the last credentials by a weak reference only."""
+        signer = SigV4Signer("sqs", "us-east-1")
+        credentials = ck.Credentials("AKID", "a-secret-of-its-own", "a-token-of-its-own")
+        signer.sign(httpx.Request("GET", "https://q/"), credentials, now=NOW)
+        assert signer._last is not None and signer._last[0]() is credentials
+        for state in (signer._last, signer._keys, signer._stamp):
+            assert "a-secret-of-its-own" not in repr(state)
+        del credentials
+        gc.collect()
+        assert signer._last[0]() is None
+
+    def test_current_time_is_read_on_every_signing(self) -> None:
+        """now=None signs at the clock's current second, whatever was signed before."""
+        signer = SigV4Signer("sqs", "us-east-1")
+        stamps = []
+        for seconds in (1709251198.2, 1709251198.9, 1709251199.0):
+            request = httpx.Request("GET", "https://q/")
+            with mock.patch("cloudkit_trio.aws._sigv4.time.time", return_value=seconds):
+                signer.sign(request, CREDS)
+            stamps.append(request.headers["x-amz-date"])
+        assert stamps == ["20240229T235958Z", "20240229T235958Z", "20240229T235959Z"]
 
     def test_normalize_path_follows_the_service_unless_given(self) -> None:
         """S3-family services keep paths raw by default; normalize_path overrides."""
@@ -520,8 +811,13 @@ class TestSecrecy:
         for text in (repr(signer), str(signer)):
             assert text == (
                 "SigV4Signer(service='s3', region='us-east-1', unsigned_payload=True, "
-                "normalize_path=False)"
+                "normalize_path=False, sign_session_token=True)"
             )
+        outside = SigV4Signer("sqs", "eu-west-1", sign_session_token=False)
+        assert repr(outside) == (
+            "SigV4Signer(service='sqs', region='eu-west-1', unsigned_payload=False, "
+            "normalize_path=True, sign_session_token=False)"
+        )
 
     @pytest.mark.parametrize(
         "call",

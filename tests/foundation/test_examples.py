@@ -50,5 +50,6 @@ class TestRuntimeExamples:
     def test_embedded(self) -> None:
         """examples/embedded.py runs a user worker in the runtime's supervision tree."""
         out = run_example("embedded.py")
-        assert "'router', 'poller'" in out
+        assert "workers: ['poller']" in out
+        assert "'router', 'workers']" in out
         assert "[b'pong', b'pong', b'pong']" in out

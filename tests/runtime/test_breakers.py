@@ -257,14 +257,12 @@ class TestEviction:
             await cloud.execute(op())
             await trio.testing.wait_all_tasks_blocked()
             assert len(cloud.statistics().breakers) == 1
-            children = cloud.supervisor.snapshot().walk()
+            children = cloud.snapshot().tree.walk()
             assert any("breaker:" in str(info.id) for _, info in children)
             await trio.sleep(61.0)
             await trio.testing.wait_all_tasks_blocked()
             assert cloud.statistics().breakers == ()
-            assert not any(
-                "breaker:" in str(info.id) for _, info in cloud.supervisor.snapshot().walk()
-            )
+            assert not any("breaker:" in str(info.id) for _, info in cloud.snapshot().tree.walk())
 
     async def test_open_breakers_are_never_evicted(
         self, autojump_clock: trio.testing.MockClock
@@ -469,7 +467,7 @@ class TestSnapshot:
             await trio.testing.wait_all_tasks_blocked()
             snapshot = cloud.snapshot()
         assert [child.id for child in snapshot.tree.children] == [
-            "metrics-aggregator", "credential-refresher", "breakers", "router",
+            "metrics-aggregator", "credential-refresher", "breakers", "router", "workers",
         ]  # fmt: skip
         assert any(path[-1] == f"breaker:{ENDPOINT}" for path, _ in snapshot.tree.walk())
         [breaker] = snapshot.breakers
@@ -510,7 +508,9 @@ class TestSnapshot:
             late.credentials.last_error or ""
         )
         assert late.credentials.source == "CountingAuth" and late.credentials.refreshes == 1
-        [worker] = [child for child in late.tree.children if child.id == "flaky-worker"]
+        [workers] = [child for child in late.tree.children if child.id == "workers"]
+        assert workers.subtree is not None
+        [worker] = [child for child in workers.subtree.children if child.id == "flaky-worker"]
         assert worker.restarts == 1 and worker.last_failure is not None
         assert worker.last_failure.type_name == "RuntimeError"
         assert "lease" in worker.last_failure.message

@@ -12,21 +12,29 @@ import trio
 import trio.testing
 
 import cloudkit_trio as ck
+from cloudkit_trio.aws import AwsSigner
 from cloudkit_trio.testing import CapturingLogger, RecordingMetrics
+from cloudkit_trio.transport import NoAuthSigner
 
 from ._support import ENDPOINT, Script, context, op
 
 
 class TestBuilder:
     def test_defaults(self) -> None:
-        """Defaults: env auth, backoff with max_retries+1 attempts, a breaker, noop metrics."""
+        """Defaults: AWS's chain and signer, backoff with max_retries+1 attempts, a breaker."""
         ctx = (
             ck.CloudContext.builder(ck.ProviderType.AWS)
             .config(ck.CloudConfig(max_retries=5))
             .build()
         )
         settings = ctx._settings
-        assert isinstance(settings.auth_provider, ck.EnvAuthProvider)
+        assert isinstance(settings.auth_provider, ck.ChainAuthProvider)
+        assert [type(p).__name__ for p in settings.auth_provider.providers] == [
+            "EnvAuthProvider",
+            "ProfileAuthProvider",
+            "ContainerAuthProvider",
+        ]
+        assert isinstance(settings.signer, AwsSigner)
         assert isinstance(settings.retry_policy, ck.ExponentialBackoff)
         assert settings.retry_policy.max_attempts == 6
         assert isinstance(settings.breaker, ck.CircuitBreaker)
@@ -66,6 +74,7 @@ class TestBuilder:
         """build() returns a context without running anything; contexts come from the builder."""
         ctx = ck.CloudContext.builder("gcp").build()
         assert ctx.provider is ck.ProviderType.GCP
+        assert isinstance(ctx._settings.auth_provider, ck.EnvAuthProvider)
         with pytest.raises(TypeError):
             ck.CloudContext()
         with pytest.raises(TypeError):
@@ -120,7 +129,8 @@ class TestExecute:
             op(method="POST", body=b"xyz", headers={"Content-Length": "3"}),
         ]
         script = Script()
-        async with context(script, breaker=None) as cloud:
+        # Unsigned: what a signer adds (and how it encodes the URL) is its own business.
+        async with context(script, breaker=None, signer=NoAuthSigner()) as cloud:
             for operation in cases:
                 await cloud.execute(operation)
         for operation, sent in zip(cases, script.requests, strict=True):

@@ -9,6 +9,7 @@ import trio.testing
 
 import cloudkit_trio as ck
 from cloudkit_trio.testing import RecordingMetrics
+from cloudkit_trio.transport import NoAuthSigner
 
 from ._support import CountingAuth, KeyEcho, Script, context, op
 
@@ -33,7 +34,7 @@ class TestRefresher:
     ) -> None:
         """With a signer that needs no credentials, the provider is never asked."""
         auth = CountingAuth(fail=True)
-        async with context(auth=auth) as cloud:
+        async with context(auth=auth, signer=NoAuthSigner()) as cloud:
             await cloud.execute(op())
         assert auth.fetches == 0
 
@@ -173,9 +174,7 @@ class TestRefresher:
                 await trio.testing.wait_all_tasks_blocked()
                 auth.gate.set()
             assert len(errors) == 3 and all(isinstance(e, ck.TokenRefreshFailed) for e in errors)
-            [child] = [
-                c for c in cloud.supervisor.which_children() if c.id == "credential-refresher"
-            ]
+            [child] = [c for c in cloud.snapshot().tree.children if c.id == "credential-refresher"]
             assert child.restarts == 1
             assert (await cloud.execute(op())).status_code == 200
 

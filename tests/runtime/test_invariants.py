@@ -66,7 +66,7 @@ class TestExactlyOneReply:
                 for index in range(CALLERS):
                     nursery.start_soon(caller, index)
 
-            [child] = [c for c in cloud.supervisor.which_children() if c.id == "router"]
+            [child] = [c for c in cloud.snapshot().tree.children if c.id == "router"]
             assert child.restarts == 1
 
         # Read after shutdown: operations of callers who gave up may still have been running.

@@ -14,6 +14,7 @@ import cloudkit_trio as ck
 from cloudkit_trio.actors import ChildSpec
 from cloudkit_trio.runtime._lifecycle import ContextState, Lifecycle, LifecycleError
 from cloudkit_trio.testing import CapturingLogger, RecordingMetrics
+from cloudkit_trio.transport import NoAuthSigner
 
 from ._support import ENDPOINT, KeyEcho, Script, context, op
 
@@ -346,6 +347,7 @@ class TestContainment:
             .logger(_RaisingLogger())
             .metrics_collector(metrics)
             .retry_policy(breaker)
+            .signer(NoAuthSigner())
         )
         async with builder.build() as cloud:
             errors = []
@@ -427,6 +429,7 @@ class TestContainment:
             .transport(httpx.MockTransport(Script()))
             .metrics_collector(Broken(), good)
             .logger(CapturingLogger())
+            .signer(NoAuthSigner())
         )
         async with builder.build() as cloud:
             await cloud.execute(op())

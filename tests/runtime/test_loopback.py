@@ -16,7 +16,7 @@ from hypercorn.trio import serve
 import cloudkit_trio as ck
 from cloudkit_trio.runtime import BreakerState
 from cloudkit_trio.testing import RecordingMetrics
-from cloudkit_trio.transport import PooledTransport
+from cloudkit_trio.transport import NoAuthSigner, PooledTransport
 
 from ._support import CountingAuth, KeyEcho
 
@@ -195,6 +195,7 @@ class TestTransportChoice:
             ck.CloudContext.builder("aws")
             .config(ck.CloudConfig(endpoint=base))
             .plain_httpx_transport()
+            .signer(NoAuthSigner())
             .build()
         )
         async with context as cloud:

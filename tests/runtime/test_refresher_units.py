@@ -486,6 +486,8 @@ class TestShutdownAndRestart:
             with pytest.raises(RuntimeError, match="injected"):
                 await h.refresher.run()
         assert [type(e) for e in errors] == [ck.TokenRefreshFailed]
+        # The crash is the cause: the traceback shows the real reason.
+        assert isinstance(errors[0].__cause__, RuntimeError)
         h.refresher._install = install  # type: ignore[method-assign]
         async with running(h):
             assert (await h.refresher.current()).access_key == "AKID2"

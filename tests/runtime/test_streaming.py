@@ -19,6 +19,7 @@ from hypercorn.trio import serve
 
 import cloudkit_trio as ck
 from cloudkit_trio.testing import RecordingMetrics
+from cloudkit_trio.transport import NoAuthSigner
 
 from ._support import Script, context, op
 
@@ -234,6 +235,7 @@ def loopback_context(base: str) -> ck.CloudContext:
         ck.CloudContext.builder("aws")
         .config(ck.CloudConfig(endpoint=base, timeout=5.0))
         .logger(ck.NoopLogger())
+        .signer(NoAuthSigner())
         .build()
     )
 
@@ -262,6 +264,7 @@ class TestStreamOverLoopback:
             .config(ck.CloudConfig(endpoint=base_url, timeout=5.0))
             .metrics_collector(metrics)
             .logger(ck.NoopLogger())
+            .signer(NoAuthSigner())
             .build()
         )
         async with context as cloud:

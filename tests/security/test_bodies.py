@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 import cloudkit_trio as ck
+from cloudkit_trio.transport import NoAuthSigner
 
 from ._raw import read_head
 
@@ -37,6 +38,7 @@ def mock_context(
         .config(ck.CloudConfig(endpoint=ENDPOINT, max_retries=0, **config))  # type: ignore[arg-type]
         .transport(httpx.MockTransport(answer))
         .logger(ck.NoopLogger())
+        .signer(NoAuthSigner())  # these tests are about bodies, not authentication
         .build()
     )
 
@@ -136,6 +138,7 @@ def loopback_context(base: str, **config: object) -> ck.CloudContext:
         ck.CloudContext.builder("aws")
         .config(ck.CloudConfig(endpoint=base, timeout=10.0, max_retries=0, **config))  # type: ignore[arg-type]
         .logger(ck.NoopLogger())
+        .signer(NoAuthSigner())
         .build()
     )
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import cloudkit_trio as ck
 import cloudkit_trio.testing
 from cloudkit_trio.testing import FaultyTransport
-from cloudkit_trio.transport import BearerTokenSigner
+from cloudkit_trio.transport import BearerTokenSigner, NoAuthSigner
 
 
 def samples(registry: CollectorRegistry) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -152,6 +152,7 @@ class TestSampledGauges:
             .transport(httpx.MockTransport(lambda request: httpx.Response(200)))
             .metrics_collector(ck.PrometheusMetrics(registry))
             .logger(ck.NoopLogger())
+            .signer(NoAuthSigner())
             .build()
         )
         async with context as cloud:

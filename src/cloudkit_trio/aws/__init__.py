@@ -1,8 +1,10 @@
 """Amazon Web Services: Signature Version 4, the credential providers, and an S3 client.
 
-:class:`SigV4Signer` signs ``httpx`` requests and presigns URLs; it satisfies
+:class:`AwsSigner`, the default signer of an AWS context, signs each operation with
+Signature Version 4 for its service and region; :class:`SigV4Signer` signs ``httpx``
+requests for one service and presigns URLs (it satisfies
 :class:`cloudkit_trio.transport.RequestSigner`, the hook the runtime calls before each
-attempt. The providers implement :class:`~cloudkit_trio.AuthProvider`: :class:`VaultAuthProvider`,
+attempt). The providers implement :class:`~cloudkit_trio.AuthProvider`: :class:`VaultAuthProvider`,
 :class:`ProfileAuthProvider`, :class:`ContainerAuthProvider`, and
 :func:`default_aws_chain` puts the usual ones in order. :class:`S3` runs S3 calls through a
 running :class:`~cloudkit_trio.Cloud`; :class:`S3Operations` builds them as operations for
@@ -12,6 +14,7 @@ the channel API and parses their answers into records.
 """
 
 from .._exports import publish
+from ._aws_signer import AwsSigner
 from ._chain import default_aws_chain
 from ._container import ContainerAuthProvider
 from ._profile import ProfileAuthProvider
@@ -31,6 +34,7 @@ from ._vault import VaultAuthProvider
 
 __all__ = [
     "Addressing",
+    "AwsSigner",
     "BucketSummary",
     "ContainerAuthProvider",
     "EMPTY_SHA256",

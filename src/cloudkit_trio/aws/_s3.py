@@ -55,21 +55,23 @@ class S3:
     as :class:`~cloudkit_trio.InsufficientPermissions`; ``NotFound`` and ``AlreadyExists``
     raised here name the bucket or object in ``resource_type`` and ``resource_id``.
 
-    The context must sign requests for S3 in the same region::
+    An AWS context signs every call for S3 in the client's region by default, so nothing
+    more needs configuring::
 
         context = (
             ck.CloudContext.builder(ck.ProviderType.AWS)
             .config(ck.CloudConfig(region="eu-west-1"))
-            .signer(S3.signer("eu-west-1"))       # SigV4Signer("s3", "eu-west-1")
             .build()
         )
         async with context as cloud:
-            s3 = S3(cloud)
+            s3 = S3(cloud)                          # signs for s3 in eu-west-1
             await s3.put_object("my-bucket", "hello.txt", b"hi")
+            archive = S3(cloud, region="us-west-2")  # another region, same context
 
     Args:
         cloud: The running runtime.
-        region: The buckets' region; defaults to ``cloud.config.region``.
+        region: The buckets' region, which every call is signed for; defaults to
+            ``cloud.config.region``.
         endpoint: The service's base URL; defaults to ``cloud.config.endpoint``, and
             without one to AWS's ``https://s3.{region}.amazonaws.com``.
         addressing: Path-style or virtual-hosted URLs (see :class:`Addressing`).
@@ -101,7 +103,11 @@ class S3:
 
     @staticmethod
     def signer(region: str = "us-east-1") -> SigV4Signer:
-        """The request signer an S3 context needs: ``SigV4Signer("s3", region)``."""
+        """``SigV4Signer("s3", region)``, for a context that must sign S3 and nothing else.
+
+        .. versionchanged:: 0.2.0
+           An AWS context signs S3 calls by default; this is no longer needed.
+        """
         return SigV4Signer("s3", region)
 
     @property

@@ -185,8 +185,8 @@ class S3Operations:
 
     Args:
         region: The bucket's region; it goes into the default endpoint and into
-            ``create_bucket``'s location constraint. The context's signer must sign for the
-            same region (``SigV4Signer("s3", region)``).
+            ``create_bucket``'s location constraint; every operation carries it as
+            ``Operation.region``, so an AWS context signs it for this region.
         endpoint: The S3 service's base URL, such as ``http://127.0.0.1:9000`` for MinIO
             or moto; ``None`` means AWS's ``https://s3.{region}.amazonaws.com``.
         addressing: Where bucket names go in URLs (see :class:`Addressing`).
@@ -378,8 +378,8 @@ class S3Operations:
     def _object_url(self, bucket: str, key: str) -> str:
         return self._endpoint.bucket_url(check_bucket_name(bucket), check_key(key))
 
-    @staticmethod
     def _operation(
+        self,
         name: str,
         method: str,
         url: str,
@@ -387,6 +387,14 @@ class S3Operations:
         body: bytes = b"",
         headers: Mapping[str, str] | None = None,
     ) -> Operation:
+        # The region travels with the operation, so the context signs it for this
+        # client's region whatever the context's own is.
         return Operation(
-            service=SERVICE, name=name, method=method, url=url, body=body, headers=headers or {}
+            service=SERVICE,
+            name=name,
+            method=method,
+            url=url,
+            body=body,
+            headers=headers or {},
+            region=self.region,
         )

@@ -1,9 +1,11 @@
 """AWS Signature Version 4: signed headers for requests, signed query strings for URLs.
 
 The canonical request follows AWS's rules, and the tests hold every header and presigned URL
-byte for byte against botocore's signers. Two rules differ between S3 and the other
-services: S3 signs the path exactly as sent, while the others remove dot segments and empty
-segments and percent-encode the path a second time.
+byte for byte against botocore's signers. Two rules differ between the S3 family and the
+other services: S3 signs the path exactly as sent, while the others remove dot segments and
+empty segments and percent-encode the path a second time; and S3 wants the payload hash in
+an ``X-Amz-Content-SHA256`` header on every request, while the others see it only inside
+the signature (and get the header only for ``UNSIGNED-PAYLOAD``, which they cannot guess).
 
 Before signing, the path and query of the request are rewritten into AWS's percent-encoding
 (only ``A-Z a-z 0-9 - _ . ~`` stay literal). The server computes its canonical request from
@@ -16,6 +18,8 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import ClassVar, Final
 from urllib.parse import quote, unquote_to_bytes
@@ -24,6 +28,7 @@ import attrs
 import httpx
 
 from .._credentials import Credentials
+from ._signing_names import uses_s3_rules
 
 __all__ = ["EMPTY_SHA256", "UNSIGNED_PAYLOAD", "SigV4Signer"]
 
@@ -61,9 +66,11 @@ _UNSIGNED_HEADERS: Final = frozenset(
     }
 )
 
-# Services whose signature covers the path as sent: no dot-segment removal, no second
-# encoding. Object keys may legitimately contain "//" or "%2F".
-_RAW_PATH_SERVICES: Final = frozenset({"s3", "s3-object-lambda", "s3-outposts", "s3express"})
+# The headers sign() owns. Whatever they carry before signing (an earlier attempt's
+# values, or a caller's) stays out of the signature and is overwritten or removed.
+_SIGNER_HEADERS: Final = frozenset(
+    {"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}
+)
 
 # Query parameters that only a signer may set; finding one in a URL to presign means it
 # has been signed already.
@@ -80,10 +87,17 @@ _QUERY_AUTH_PARAMS: Final = frozenset(
 )
 
 _UNRESERVED_ONLY: Final = re.compile(rb"[A-Za-z0-9._~-]*")
+_UNRESERVED_PATH: Final = re.compile(rb"[A-Za-z0-9._~/-]*")
+_HEX_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 
 # Derived signing keys are kept for a handful of (secret, day) pairs: enough for a rotation
 # overlap and a day boundary, small enough that stale keys leave quickly.
 _KEY_CACHE_SIZE: Final = 8
+
+# A retry signs the same body again. Below this size hashing it again costs less than
+# remembering its hash; above it, the hash is kept while the request lives, so a retry of
+# a large upload does not hold the event loop for another pass over the body.
+_REUSE_HASH_FROM: Final = 64 * 1024
 
 
 def _check_name(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -116,6 +130,14 @@ def _encode_segment(segment: bytes) -> str:
 
 
 def _encode_path(raw_path: bytes) -> str:
+    # Nothing to re-encode and no segment that could be a dot segment: the common case,
+    # and every retry of a request this module has rewritten already.
+    if (
+        _UNRESERVED_PATH.fullmatch(raw_path)
+        and b"/." not in raw_path
+        and not raw_path.startswith(b".")
+    ):
+        return raw_path.decode("ascii")
     return "/".join(_encode_segment(segment) for segment in raw_path.split(b"/"))
 
 
@@ -167,14 +189,12 @@ def _header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def _utc(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return dt.datetime.now(dt.UTC)
+def _check_now(now: object) -> dt.datetime:
     if not isinstance(now, dt.datetime):
         raise TypeError(f"now must be a datetime, got {type(now).__name__}")
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware, e.g. datetime.now(timezone.utc)")
-    return now.astimezone(dt.UTC)
+    return now
 
 
 def _check_credentials(credentials: object) -> Credentials:
@@ -189,40 +209,82 @@ def _check_credentials(credentials: object) -> Credentials:
     return credentials
 
 
+def _presigned_payload(body: object, payload_hash: object) -> str | None:
+    """The payload hash a presigned URL was asked to sign, or None for the default."""
+    if body is not None and payload_hash is not None:
+        raise TypeError("presign() takes body or payload_hash, not both")
+    if body is not None:
+        if not isinstance(body, bytes):
+            raise TypeError(f"body must be bytes, got {type(body).__name__}")
+        return hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+    if payload_hash is not None:
+        if not isinstance(payload_hash, str):
+            raise TypeError(f"payload_hash must be a str, got {type(payload_hash).__name__}")
+        # The value is not quoted back: it could be anything a caller mixed up.
+        if payload_hash != UNSIGNED_PAYLOAD and not _HEX_SHA256.fullmatch(payload_hash):
+            raise ValueError(
+                "payload_hash must be the body's SHA-256 as 64 lowercase hex digits, "
+                "or 'UNSIGNED-PAYLOAD'"
+            )
+        return payload_hash
+    return None
+
+
 @attrs.define(eq=False, repr=False)
 class SigV4Signer:
     """Signs requests for one AWS service in one region with Signature Version 4.
 
     :meth:`sign` adds ``X-Amz-Date``, ``X-Amz-Security-Token`` (for session credentials),
-    ``X-Amz-Content-SHA256`` and ``Authorization`` to an :class:`httpx.Request`, in place,
-    and rewrites its path and query into AWS's percent-encoding; it satisfies
-    :class:`cloudkit_trio.transport.RequestSigner`, so the runtime calls it before every
-    attempt. Every header on
-    the request is signed, except the hop-by-hop and tracing headers that proxies rewrite
-    (``Connection``, ``User-Agent``, ``Transfer-Encoding``, ``traceparent``, ...): set
-    headers before signing, never after.
+    ``X-Amz-Content-SHA256`` (when the rules below call for it) and ``Authorization`` to an
+    :class:`httpx.Request`, in place, and rewrites its path and query into AWS's
+    percent-encoding; it satisfies :class:`cloudkit_trio.transport.RequestSigner`, so the
+    runtime calls it before every attempt. Every header on the request is signed, except
+    the hop-by-hop and tracing headers that proxies rewrite (``Connection``, ``User-Agent``,
+    ``Transfer-Encoding``, ``traceparent``, ...): set headers before signing, never after.
+    Those four headers belong to the signer: values they carry before signing, from an
+    earlier attempt or from the caller, are replaced or removed.
 
     The body is hashed when it is in memory. A streaming body (an iterator passed as
     ``content=``) is sent as ``UNSIGNED-PAYLOAD`` rather than read twice; S3 accepts that,
     most other services do not. ``unsigned_payload=True`` does the same for every body,
     which saves hashing large uploads but leaves the body unprotected on plain ``http://``.
 
+    The S3 family (``s3``, ``s3-object-lambda``, ``s3-outposts``, ``s3express``) gets the
+    payload hash in an ``X-Amz-Content-SHA256`` header on every request, as S3 requires.
+    Every other service gets it only inside the signature, exactly as botocore signs them,
+    plus the header when the payload is unsigned: the server cannot tell otherwise.
+
+    With ``sign_session_token=False`` the session token is added after the signature is
+    computed, outside it: ``X-Amz-Security-Token`` is sent but not in ``SignedHeaders``,
+    and a presigned URL carries it after ``X-Amz-Signature``. A few endpoints require
+    that, among them AWS IoT's device gateway for MQTT over WebSocket URLs. Everywhere
+    else leave the default, which is what every SDK does: a token inside the signature
+    cannot be swapped in transit.
+
     :meth:`presign` returns a URL that carries its signature in the query string and is
     valid for up to seven days.
 
-    Derived signing keys are cached per secret and day on the instance (a few at most);
-    neither they nor any secret appear in ``repr()`` or in an error message.
+    Per-attempt work is kept small: the signing key is derived once per secret and day, and
+    the credential scope and timestamp once per day and second; the hash of a large body is
+    remembered while its request lives, for a retry. Only the last credentials object is
+    remembered, by a weak reference, and the key cache holds digests of secrets, never a
+    secret; none of it appears in ``repr()`` or in an error message.
 
     Args:
-        service: The signing name of the service (``"s3"``, ``"sqs"``, ``"execute-api"``).
+        service: The signing name of the service (``"s3"``, ``"sqs"``, ``"execute-api"``);
+            see :func:`~cloudkit_trio.aws.signing_name` for services whose name differs.
         region: The region to sign for (``"us-east-1"``).
         unsigned_payload: Send ``UNSIGNED-PAYLOAD`` instead of hashing the body.
         normalize_path: Remove dot and empty segments from the signed path and encode it a
             second time, as every service but S3 expects. ``None`` (the default) decides
-            by ``service``: off for ``s3``, ``s3-object-lambda``, ``s3-outposts`` and
-            ``s3express``, on for the rest.
+            by ``service``: off for the S3 family, on for the rest.
+        sign_session_token: Whether ``X-Amz-Security-Token`` is covered by the signature
+            (the default) or added after it.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       Services outside the S3 family no longer get ``X-Amz-Content-SHA256`` unless the
+       payload is unsigned; ``sign_session_token``; ``presign(body=, payload_hash=)``.
     """
 
     service: str = attrs.field(validator=_check_name, on_setattr=attrs.setters.frozen)
@@ -239,14 +301,32 @@ class SigV4Signer:
         validator=attrs.validators.optional(attrs.validators.instance_of(bool)),
         on_setattr=attrs.setters.frozen,
     )
+    sign_session_token: bool = attrs.field(
+        default=True,
+        kw_only=True,
+        validator=attrs.validators.instance_of(bool),
+        on_setattr=attrs.setters.frozen,
+    )
     #: The runtime fetches credentials only for signers that need them.
     needs_credentials: ClassVar[bool] = True
     _raw_path: bool = attrs.field(init=False, default=False)
+    _s3_rules: bool = attrs.field(init=False, default=False)
     _keys: dict[tuple[bytes, str], bytes] = attrs.field(init=False, factory=dict)
+    # (the credentials last signed with, day, signing key, credential scope). One tuple,
+    # replaced whole, so a reader never pairs one call's key with another's credentials.
+    _last: tuple[weakref.ref[Credentials], str, bytes, str] | None = attrs.field(
+        init=False, default=None
+    )
+    # (the second or the `now` last signed at, its timestamp)
+    _stamp: tuple[int | dt.datetime, str] | None = attrs.field(init=False, default=None)
+    _hashes: weakref.WeakKeyDictionary[httpx.Request, tuple[bytes, str]] = attrs.field(
+        init=False, factory=weakref.WeakKeyDictionary
+    )
 
     def __attrs_post_init__(self) -> None:
+        self._s3_rules = uses_s3_rules(self.service)
         if self.normalize_path is None:
-            self._raw_path = self.service in _RAW_PATH_SERVICES
+            self._raw_path = self._s3_rules
         else:
             self._raw_path = not self.normalize_path
 
@@ -265,26 +345,39 @@ class SigV4Signer:
         """
         if not isinstance(request, httpx.Request):
             raise TypeError(f"request must be an httpx.Request, got {type(request).__name__}")
-        credentials = _check_credentials(credentials)
-        when = _utc(now)
-        timestamp = when.strftime(_TIMESTAMP)
+        timestamp = self._timestamp(now)
+        credentials, key, scope = self._prepare(credentials, timestamp[:8])
 
         path, query = self._rewrite_url(request)
-        url = request.url
-
         headers = request.headers
-        headers.pop("Authorization", None)
-        if "host" not in headers:
-            headers["Host"] = url.netloc.decode("ascii")
-        headers["X-Amz-Date"] = timestamp
-        if credentials.session_token is None:
-            headers.pop("X-Amz-Security-Token", None)
-        else:
-            headers["X-Amz-Security-Token"] = credentials.session_token
-        payload_hash = self._payload_hash(request)
-        headers["X-Amz-Content-SHA256"] = payload_hash
+        items = headers.multi_items()
+        # Headers a previous signing set: left out of this signature, then overwritten
+        # below or, if this signing sets no such header, removed.
+        stale = {name for name, _ in items if name in _SIGNER_HEADERS}
+        if stale:
+            items = [item for item in items if item[0] not in _SIGNER_HEADERS]
+        if not any(name == "host" for name, _ in items):
+            host = request.url.netloc.decode("ascii")
+            headers["Host"] = host
+            items.append(("host", host))
 
-        header_block, signed_headers = _canonical_headers(headers.multi_items())
+        headers["X-Amz-Date"] = timestamp
+        items.append(("x-amz-date", timestamp))
+        token = credentials.session_token
+        if token is not None and self.sign_session_token:
+            headers["X-Amz-Security-Token"] = token
+            items.append(("x-amz-security-token", token))
+        payload_hash = self._payload_hash(request)
+        hash_header = self._s3_rules or payload_hash == UNSIGNED_PAYLOAD
+        if hash_header:
+            headers["X-Amz-Content-SHA256"] = payload_hash
+            items.append(("x-amz-content-sha256", payload_hash))
+        elif "x-amz-content-sha256" in stale:
+            del headers["X-Amz-Content-SHA256"]
+        if token is None and "x-amz-security-token" in stale:
+            del headers["X-Amz-Security-Token"]
+
+        header_block, signed_headers = _canonical_headers(items)
         canonical_request = "\n".join(
             (
                 request.method.upper(),
@@ -295,8 +388,9 @@ class SigV4Signer:
                 payload_hash,
             )
         )
-        scope = self._scope(timestamp)
-        signature = self._signature(credentials.secret_key, timestamp, canonical_request)
+        signature = _signature(key, timestamp, scope, canonical_request)
+        if token is not None and not self.sign_session_token:
+            headers["X-Amz-Security-Token"] = token
         headers["Authorization"] = (
             f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
@@ -311,6 +405,8 @@ class SigV4Signer:
         expires: int = 3600,
         now: dt.datetime | None = None,
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        payload_hash: str | None = None,
     ) -> str:
         """A URL that lets its holder send this one request until ``expires`` seconds pass.
 
@@ -318,22 +414,29 @@ class SigV4Signer:
         holder needs no credentials. ``expires`` is at most 604800 (seven days); temporary
         credentials make the URL stop working when they expire, whichever comes first.
         ``headers`` (for example ``Content-Type``) are signed too, and the request must then
-        carry them unchanged. S3 URLs sign ``UNSIGNED-PAYLOAD``; other services sign an
-        empty body.
+        carry them unchanged.
+
+        By default S3 URLs sign ``UNSIGNED-PAYLOAD`` and other services sign an empty body.
+        To bind the URL to one body, pass the ``body`` itself or its SHA-256 as
+        ``payload_hash`` (64 lowercase hex digits, or ``"UNSIGNED-PAYLOAD"``), not both;
+        either is signed whatever the service and whatever ``unsigned_payload`` says, and
+        the request must then send exactly that body.
 
         .. versionadded:: 0.1.0
+        .. versionchanged:: 0.2.0
+           ``body`` and ``payload_hash``.
         """
         if not isinstance(method, str) or not method:
             raise ValueError("method must be a non-empty HTTP method like 'GET'")
-        credentials = _check_credentials(credentials)
         if isinstance(expires, bool) or not isinstance(expires, int):
             raise TypeError(f"expires must be an int of seconds, got {type(expires).__name__}")
         if not 1 <= expires <= _MAX_EXPIRES:
             raise ValueError(
                 f"expires must be between 1 and {_MAX_EXPIRES} seconds (7 days), got {expires}"
             )
-        when = _utc(now)
-        timestamp = when.strftime(_TIMESTAMP)
+        signed_payload = _presigned_payload(body, payload_hash)
+        timestamp = self._timestamp(now)
+        credentials, key, scope = self._prepare(credentials, timestamp[:8])
         try:
             target = httpx.URL(url)
         except (httpx.InvalidURL, TypeError):
@@ -356,7 +459,6 @@ class SigV4Signer:
                 header_items.append((name.lower(), value))
         header_block, signed_headers = _canonical_headers(header_items)
 
-        scope = self._scope(timestamp)
         auth = [
             ("X-Amz-Algorithm", _ALGORITHM),
             ("X-Amz-Credential", _encode(f"{credentials.access_key}/{scope}".encode())),
@@ -364,15 +466,15 @@ class SigV4Signer:
             ("X-Amz-Expires", str(expires)),
             ("X-Amz-SignedHeaders", _encode(signed_headers.encode())),
         ]
-        if credentials.session_token is not None:
-            auth.append(("X-Amz-Security-Token", _encode(credentials.session_token.encode())))
-        # S3 cannot know the body of a request that has not been made yet; the other
-        # services sign the empty body of a query-authenticated request.
-        payload_hash = (
-            UNSIGNED_PAYLOAD
-            if self.unsigned_payload or self.service in _RAW_PATH_SERVICES
-            else EMPTY_SHA256
-        )
+        token = credentials.session_token
+        if token is not None and self.sign_session_token:
+            auth.append(("X-Amz-Security-Token", _encode(token.encode())))
+        if signed_payload is None:
+            # S3 cannot know the body of a request that has not been made yet; the other
+            # services sign the empty body of a query-authenticated request.
+            signed_payload = (
+                UNSIGNED_PAYLOAD if self.unsigned_payload or self._s3_rules else EMPTY_SHA256
+            )
         canonical_request = "\n".join(
             (
                 method.upper(),
@@ -380,23 +482,29 @@ class SigV4Signer:
                 _canonical_query([*existing, *auth]),
                 header_block,
                 signed_headers,
-                payload_hash,
+                signed_payload,
             )
         )
-        signature = self._signature(credentials.secret_key, timestamp, canonical_request)
+        signature = _signature(key, timestamp, scope, canonical_request)
         query = "&".join(f"{name}={value}" for name, value in [*existing, *auth])
-        return f"{target.scheme}://{host}{path.decode('ascii')}?{query}&X-Amz-Signature={signature}"
+        url_text = f"{target.scheme}://{host}{path.decode('ascii')}?{query}"
+        url_text += f"&X-Amz-Signature={signature}"
+        if token is not None and not self.sign_session_token:
+            url_text += f"&X-Amz-Security-Token={_encode(token.encode())}"
+        return url_text
 
     def _rewrite_url(self, request: httpx.Request) -> tuple[str, list[tuple[str, str | None]]]:
         """Put the path and query in AWS's encoding; return them as they will be sent."""
-        raw_path, question, raw_query = request.url.raw_path.partition(b"?")
+        raw = request.url.raw_path
+        raw_path, question, raw_query = raw.partition(b"?")
         path = _encode_path(raw_path)
         query = _encode_query(raw_query) if question else []
         target = path
         if query:
             target += "?" + "&".join(n if v is None else f"{n}={v}" for n, v in query)
-        if target.encode("ascii") != request.url.raw_path:
-            request.url = request.url.copy_with(raw_path=target.encode("ascii"))
+        encoded = target.encode("ascii")
+        if encoded != raw:
+            request.url = request.url.copy_with(raw_path=encoded)
         return path, query
 
     def _canonical_path(self, path: str) -> str:
@@ -412,22 +520,49 @@ class SigV4Signer:
             body = request.content
         except httpx.RequestNotRead:
             return UNSIGNED_PAYLOAD
-        return hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        if not body:
+            return EMPTY_SHA256
+        if len(body) < _REUSE_HASH_FROM:
+            return hashlib.sha256(body).hexdigest()
+        # Keyed by the request and checked against the very bytes object hashed (bytes are
+        # immutable), so new content on the same request is hashed anew. The entry goes
+        # with the request: the body is never kept alive past it.
+        known = self._hashes.get(request)
+        if known is not None and known[0] is body:
+            return known[1]
+        digest = hashlib.sha256(body).hexdigest()
+        self._hashes[request] = (body, digest)
+        return digest
 
-    def _scope(self, timestamp: str) -> str:
-        return f"{timestamp[:8]}/{self.region}/{self.service}/{_TERMINATOR}"
+    def _timestamp(self, now: dt.datetime | None) -> str:
+        """``now`` (default: the current time) as SigV4's UTC timestamp."""
+        # Formatting a time costs more than the rest of the date handling together, and
+        # requests come many to a second.
+        moment: int | dt.datetime = int(time.time()) if now is None else _check_now(now)
+        last = self._stamp
+        if last is not None and last[0] == moment:
+            return last[1]
+        if isinstance(moment, int):
+            when = dt.datetime.fromtimestamp(moment, dt.UTC)
+        else:
+            when = moment.astimezone(dt.UTC)
+        timestamp = when.strftime(_TIMESTAMP)
+        self._stamp = (moment, timestamp)
+        return timestamp
 
-    def _signature(self, secret: str, timestamp: str, canonical_request: str) -> str:
-        string_to_sign = "\n".join(
-            (
-                _ALGORITHM,
-                timestamp,
-                self._scope(timestamp),
-                hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-            )
-        )
-        key = self._signing_key(secret, timestamp[:8])
-        return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    def _prepare(self, credentials: object, day: str) -> tuple[Credentials, bytes, str]:
+        """Checked credentials, their signing key for ``day``, and the credential scope."""
+        last = self._last
+        if last is not None and last[1] == day:
+            seen = last[0]()
+            # The same frozen object as last time: checked then, and the same secret.
+            if seen is not None and seen is credentials:
+                return seen, last[2], last[3]
+        checked = _check_credentials(credentials)
+        scope = f"{day}/{self.region}/{self.service}/{_TERMINATOR}"
+        key = self._signing_key(checked.secret_key, day)
+        self._last = (weakref.ref(checked), day, key, scope)
+        return checked, key, scope
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         # Keyed by a digest so the cache never holds the secret itself.
@@ -445,5 +580,14 @@ class SigV4Signer:
     def __repr__(self) -> str:
         return (
             f"SigV4Signer(service={self.service!r}, region={self.region!r}, "
-            f"unsigned_payload={self.unsigned_payload}, normalize_path={not self._raw_path})"
+            f"unsigned_payload={self.unsigned_payload}, normalize_path={not self._raw_path}, "
+            f"sign_session_token={self.sign_session_token})"
         )
+
+
+def _signature(key: bytes, timestamp: str, scope: str, canonical_request: str) -> str:
+    string_to_sign = (
+        f"{_ALGORITHM}\n{timestamp}\n{scope}\n"
+        f"{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
+    )
+    return hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()

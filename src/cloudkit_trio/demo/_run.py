@@ -30,7 +30,7 @@ from ..spi import (
     NoopLogger,
     PrometheusMetrics,
 )
-from ..transport import PooledTransport
+from ..transport import NoAuthSigner, PooledTransport
 from ._collector import DemoMetrics
 from ._driver import Driver, Tally
 from ._embedded import EmbeddedMode
@@ -102,9 +102,9 @@ def build_context(
         .logger(NoopLogger())
         .metrics_flush_interval(0.05)
         .transport(transport)
+        # A target without a signer is sent as it is, not signed by the AWS default.
+        .signer(target.signer if target.signer is not None else NoAuthSigner())
     )
-    if target.signer is not None:
-        builder = builder.signer(target.signer)
     if target.auth_provider is not None:
         builder = builder.auth_provider(target.auth_provider).credential_refresh(
             advisory=timing.advisory, mandatory=timing.mandatory

@@ -1,7 +1,14 @@
 """The runtime of one run of a context: its supervision tree, and how it shuts down.
 
-This module builds the tree (metrics aggregator, credential refresher, breakers, router)
-and owns the shutdown choreography; the facade (``Cloud``) only delegates to it.
+This module builds the tree (metrics aggregator, credential refresher, breakers, router,
+and ``workers``: the users' own subtree, with its own restart intensity) and owns the
+shutdown choreography; the facade (``Cloud``) only delegates to it.
+
+Users' workers crash on their own budget: the ``workers`` subtree restarts them within its
+intensity and never counts against the runtime's. When it gives up, the context closes
+gracefully (every accepted operation still gets its reply) and its
+``RestartIntensityExceeded``, whose cause is the worker's own exception, is raised from
+:meth:`Runtime.serve` afterwards.
 
 Shutdown, graceful (:meth:`Runtime.aclose`) or hard (the host's nursery is cancelled, or
 the tree gives up with ``RestartIntensityExceeded``), is the same sequence; the graceful
@@ -30,11 +37,20 @@ import trio
 
 from .._config import CloudConfig
 from .._provider import ProviderType
-from ..actors import ChildSpec, Supervisor, SupervisorEvent, SupervisorHandle
+from ..actors import (
+    ChildKind,
+    ChildSpec,
+    Restart,
+    RestartIntensityExceeded,
+    Strategy,
+    Supervisor,
+    SupervisorEvent,
+    SupervisorHandle,
+)
 from ..actors import EventKind as SupervisorEventKind
 from ..spi import AuthProvider, CircuitBreaker, Logger, MetricsCollector, RetryPolicy
 from ..transport._h11_transport import PooledTransport
-from ..transport._signing import RequestSigner
+from ..transport._signing import PerServiceSigner, RequestSigner
 from ._admission import Admission
 from ._aggregator import MetricsAggregator
 from ._attempt import Attempts
@@ -46,6 +62,7 @@ from ._queue import SubmissionQueue
 from ._registry import BreakerRegistry
 from ._router import Router
 from ._runner import OperationRunner
+from ._signers import Signers
 from ._targets import Targets
 
 if TYPE_CHECKING:
@@ -76,10 +93,20 @@ class RuntimeSettings:
     logger: Logger
     transport: httpx.AsyncBaseTransport | None
     plain_httpx: bool
-    signer: RequestSigner
+    signer: RequestSigner | PerServiceSigner
     advisory_window: float
     mandatory_window: float
     metrics_flush_interval: float
+    workers: WorkerSupervision = attrs.field(factory=lambda: WorkerSupervision())
+
+
+@attrs.frozen(kw_only=True)
+class WorkerSupervision:
+    """How the users' ``workers`` subtree restarts their children (builder-validated)."""
+
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    max_restarts: int = 3
+    within: float = 5.0
 
 
 class Runtime:
@@ -129,7 +156,6 @@ class Runtime:
             admission=self.admission,
             attempts=Attempts(
                 transport=self.transport,
-                signer=settings.signer,
                 breakers=self.breakers,
                 events=self.events,
                 containment=self.containment,
@@ -139,7 +165,7 @@ class Runtime:
             ),
             policy=settings.retry_policy,
             refresher=self.refresher,
-            needs_credentials=settings.signer.needs_credentials,
+            signers=Signers(settings.signer, region=config.region, containment=self.containment),
             events=self.events,
             containment=self.containment,
             stream_timeout=config.stream_timeout,
@@ -149,12 +175,31 @@ class Runtime:
             self.queue, self.runner, self.lifecycle, workers=config.max_concurrency
         )
         self.aggregator.add_sampler(self._sample)
+        workers = settings.workers
+        self.workers = Supervisor(
+            [],
+            strategy=workers.strategy,
+            max_restarts=workers.max_restarts,
+            within=workers.within,
+            logger=self.logger,
+            name="workers",
+        )
+        #: Why the workers subtree gave up, once it has: raised by serve() at the end.
+        self.workers_failure: RestartIntensityExceeded | None = None
         self.supervisor = Supervisor(
             [
                 ChildSpec("metrics-aggregator", self.aggregator.run, shutdown=10.0),
                 ChildSpec("credential-refresher", self.refresher.run, shutdown=1.0),
                 ChildSpec("breakers", self.breakers.supervisor.run),
                 ChildSpec("router", self.router.run, shutdown=1.0),
+                # Last, so it stops first: workers may still use the context while stopping.
+                ChildSpec(
+                    "workers",
+                    self._run_workers,
+                    restart=Restart.TEMPORARY,
+                    kind=ChildKind.SUPERVISOR,
+                    shutdown=None,
+                ),
             ],
             max_restarts=3,
             within=5.0,
@@ -163,6 +208,7 @@ class Runtime:
             on_event=self._supervisor_event,
         )
         self._handle: SupervisorHandle | None = None
+        self._nursery: trio.Nursery | None = None
         self._tree_scope = trio.CancelScope(shield=True)
         self._stopped_gracefully = False
         self._tree_stopped = trio.Event()
@@ -182,6 +228,7 @@ class Runtime:
         """
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 self._handle = await nursery.start(self._run_tree)
                 self.lifecycle.move(ContextState.RUNNING)
                 started()
@@ -199,6 +246,8 @@ class Runtime:
                 with trio.move_on_after(_TRANSPORT_CLOSE_BUDGET, shield=True):
                     await self.transport.aclose()
             self.lifecycle.finish()
+        if self.workers_failure is not None:
+            raise self.workers_failure
 
     async def _run_tree(self, *, task_status: trio.TaskStatus[SupervisorHandle]) -> None:
         try:
@@ -207,10 +256,25 @@ class Runtime:
         finally:
             self._tree_stopped.set()
 
+    async def _run_workers(self, *, task_status: trio.TaskStatus[SupervisorHandle]) -> None:
+        """The users' subtree; when it gives up, the context closes in order."""
+        try:
+            await self.workers.run(task_status=task_status)
+        except RestartIntensityExceeded as exc:
+            self.workers_failure = exc
+            assert self._nursery is not None
+            # Not from inside the tree: closing stops the tree, this task included; and
+            # not waiting for "closed", which serve() reaches only after this task ends.
+            self._nursery.start_soon(self._close_gracefully)
+
     async def aclose(self) -> None:
         """Graceful shutdown (DESIGN.md §6.3); see the module docstring. Idempotent."""
+        await self._close_gracefully()
+        await self.lifecycle.wait_closed()
+
+    async def _close_gracefully(self) -> None:
+        """Steps 1 to 4 after a drain; returns once the tree is told to stop."""
         if not self.lifecycle.begin_closing():
-            await self.lifecycle.wait_closed()
             return
         try:
             with trio.move_on_after(self.settings.config.shutdown_grace):
@@ -220,10 +284,9 @@ class Runtime:
             await self.handle.stop()
         finally:
             if not self._stopped_gracefully:
-                # aclose() itself was cancelled: finish as a hard stop instead of leaving
-                # a context that refuses everything but never ends.
+                # Cancelled itself: finish as a hard stop instead of leaving a context
+                # that refuses everything but never ends.
                 self._tree_scope.cancel()
-        await self.lifecycle.wait_closed()
 
     async def _drain(self) -> None:
         """Let queued and running operations finish."""
@@ -263,8 +326,8 @@ class Runtime:
     # -- reporting -------------------------------------------------------------------------
 
     def _supervisor_event(self, event: SupervisorEvent) -> None:
-        if event.kind is SupervisorEventKind.CHILD_RESTARTING and event.child_id is not None:
-            self.events.supervisor_restart(event.child_id)
+        if event.kind is SupervisorEventKind.CHILD_RESTARTING and event.child_label is not None:
+            self.events.supervisor_restart(_restart_label(event))
 
     def _sample(self) -> list[Gauge]:
         gauges = [
@@ -283,6 +346,18 @@ class Runtime:
             for endpoint, state in self.breakers.states()
         )
         return gauges
+
+
+def _restart_label(event: SupervisorEvent) -> str:
+    """The ``child`` label of a restart: its path in the tree, with a bounded set of values.
+
+    Users' children keep their path (``workers/poller``; a pool's members share the
+    pool's); the breakers' actors, one per endpoint, share one label.
+    """
+    path = event.child_path
+    if path[:1] == ("breakers",) and len(path) > 1:
+        return "breakers/breaker"
+    return "/".join(path)
 
 
 def _transport(settings: RuntimeSettings) -> httpx.AsyncBaseTransport:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._credentials import Credentials
-    from ..transport._signing import RequestSigner
     from ._containment import Containment
     from ._events import RuntimeEvents
     from ._flight import Flight
@@ -48,7 +47,6 @@ class Attempts:
         "_events",
         "_lifecycle",
         "_max_response_size",
-        "_signer",
         "_timeout",
         "_transport",
         "interrupted",
@@ -58,7 +56,6 @@ class Attempts:
         self,
         *,
         transport: httpx.AsyncBaseTransport,
-        signer: RequestSigner,
         breakers: BreakerRegistry,
         events: RuntimeEvents,
         containment: Containment,
@@ -67,7 +64,6 @@ class Attempts:
         max_response_size: int = _MAX_RESPONSE_SIZE,
     ) -> None:
         self._transport = transport
-        self._signer = signer
         self._breakers = breakers
         self._events = events
         self._containment = containment
@@ -97,9 +93,10 @@ class Attempts:
                 self._events.breaker_rejected(endpoint)
                 raise
         outcome = Outcome.IGNORED
+        failure: CloudError | None = None
         try:
             request = flight.request
-            self._sign(request, credentials)
+            self._sign(flight, credentials)
             flight.waiting_for = Wait.ATTEMPT
             attempt_deadline = now + self._timeout
             lifecycle = self._lifecycle
@@ -133,21 +130,23 @@ class Attempts:
         except CloudError as error:
             if error.retryable:
                 outcome = Outcome.FAILURE
+                failure = error
             raise
         finally:
             if breaker is not None and permit is not None:
                 # Synchronous, so a half-open probe permit comes back even when cancelled.
-                breaker.release(permit, outcome, trio.current_time())
+                breaker.release(permit, outcome, trio.current_time(), failure)
 
-    def _sign(self, request: httpx.Request, credentials: Credentials | None) -> None:
+    def _sign(self, flight: Flight, credentials: Credentials | None) -> None:
+        signer = flight.signer
         try:
-            self._signer.sign(request, credentials)
+            signer.sign(flight.request, credentials)
         except CloudError:
             raise
         except Exception as exc:
             self._containment.failed(Spi.SIGNER, "sign", exc)
             raise InternalError(
-                f"the request signer {type(self._signer).__name__} raised "
+                f"the request signer {type(signer).__name__} raised "
                 f"{type(exc).__name__}; the request was not sent"
             ) from exc
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import deque
 from collections.abc import Mapping
 from fractions import Fraction
 from functools import cache
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from .._errors import CircuitOpenError
+from .._errors import CircuitFailure, CircuitOpenError, CloudError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,6 +46,8 @@ __all__ = [
 
 # Polly splits its sampling window into 10 buckets: old outcomes fall out in tenths.
 _BUCKETS: Final = 10
+# How many of the latest failures a CircuitOpenError tells about.
+_RECENT_FAILURES: Final = 5
 
 
 class BreakerState(enum.Enum):
@@ -155,6 +158,11 @@ class BreakerSnapshot:
     last_used: float
     #: Permits handed out and not yet released, probes included.
     calls_in_flight: int
+    #: When an open breaker opened (``trio.current_time()``), else None.
+    opened_at: float | None = None
+    #: The failures that opened it (the latest last), while it is open or half-open.
+    #: (.. versionadded:: 0.2.0)
+    opened_by: tuple[CircuitFailure, ...] = ()
 
 
 @cache
@@ -184,6 +192,7 @@ class Breaker:
         "_probe_permit",
         "_ratio_den",
         "_ratio_num",
+        "_recent",
         "_successes",
         "endpoint",
         "generation",
@@ -191,6 +200,8 @@ class Breaker:
         "inflight",
         "last_used",
         "on_change",
+        "opened_at",
+        "opened_by",
         "probes",
         "settings",
         "since",
@@ -228,6 +239,12 @@ class Breaker:
         # Permits are frozen values: one of each kind per generation, not one per call.
         self._permit = Permit(0, probe=False)
         self._probe_permit = Permit(0, probe=True)
+        # Summaries of the latest failures, built only when one happens.
+        self._recent: deque[CircuitFailure] = deque(maxlen=_RECENT_FAILURES)
+        #: When the breaker last opened (or was forced open); None while closed.
+        self.opened_at: float | None = None
+        #: The failures that opened the breaker, from the moment it opened.
+        self.opened_by: tuple[CircuitFailure, ...] = ()
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -250,16 +267,38 @@ class Breaker:
             self.probes += 1
             self.inflight += 1
             return self._probe_permit
+        raise self._rejection(state, now)
+
+    def _rejection(self, state: BreakerState, now: float) -> CircuitOpenError:
         retry_at = self.half_open_at if state is BreakerState.OPEN else None
-        raise CircuitOpenError(
-            f"circuit for {self.endpoint} is {state}: rejected without a network call",
+        opened_at = self.since if self.opened_at is None else self.opened_at
+        if state is BreakerState.FORCED_OPEN:
+            why = f"forced open {now - opened_at:.1f} s ago"
+        else:
+            why = f"{state}, opened {now - opened_at:.1f} s ago"
+            if self.opened_by:
+                why += " after " + ", ".join(str(failure) for failure in self.opened_by)
+            if retry_at is not None:
+                why += f"; a probe is allowed in {max(retry_at - now, 0.0):.1f} s"
+        return CircuitOpenError(
+            f"circuit for {self.endpoint} is {why}: rejected without a network call",
             endpoint=self.endpoint,
             retry_at=retry_at,
+            opened_at=opened_at,
+            failures=self.opened_by,
         )
 
-    def release(self, permit: Permit, outcome: Outcome, now: float) -> None:
-        """Report how the permitted attempt went. Synchronous: safe in cancelled cleanup."""
+    def release(
+        self, permit: Permit, outcome: Outcome, now: float, error: CloudError | None = None
+    ) -> None:
+        """Report how the permitted attempt went. Synchronous: safe in cancelled cleanup.
+
+        ``error`` is the failure, when ``outcome`` is one: its summary is what a
+        :class:`~cloudkit_trio.CircuitOpenError` reports if the circuit opens.
+        """
         self.last_used = now
+        if outcome is Outcome.FAILURE and error is not None:
+            self._recent.append(CircuitFailure.of(error, now))
         self.inflight -= 1
         if permit.generation != self.generation:
             return  # the breaker changed state since; this outcome describes the old era
@@ -372,6 +411,8 @@ class Breaker:
             transitions=self.transitions,
             last_used=self.last_used,
             calls_in_flight=self.inflight,
+            opened_at=self.opened_at,
+            opened_by=self.opened_by,
         )
 
     # -- internals -------------------------------------------------------------------------
@@ -398,6 +439,12 @@ class Breaker:
             self._epochs = [-1] * _BUCKETS
             self._successes = [0] * _BUCKETS
             self._failures = [0] * _BUCKETS
+            self._recent.clear()
+            self.opened_at, self.opened_by = None, ()
+        elif new is BreakerState.OPEN:
+            self.opened_at, self.opened_by = now, tuple(self._recent)
+        elif new is BreakerState.FORCED_OPEN:
+            self.opened_at, self.opened_by = now, ()
         if new is old:
             return  # e.g. force_open twice: nothing changed that anyone needs to hear
         self.transitions += 1

@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import math
 from collections.abc import Callable
+from functools import partial
 from random import Random
 from typing import TYPE_CHECKING, Final
 
@@ -139,10 +140,12 @@ def _refresher_closed() -> CloudError:
     )
 
 
-def _refresher_crashed() -> CloudError:
-    return TokenRefreshFailed(
+def _refresher_crashed(crash: Exception) -> CloudError:
+    error = TokenRefreshFailed(
         "the credential refresher crashed during the refresh and is being restarted; try again"
     )
+    error.__cause__ = crash
+    return error
 
 
 class CredentialRefresher:
@@ -348,13 +351,13 @@ class CredentialRefresher:
             while True:
                 round_ = await self._next_round()
                 await self._refresh(round_)
-        except Exception:
+        except Exception as crash:
             # A bug of ours: answer the round's waiters now rather than let them wait for
             # a restart that may never come. Cancellation leaves the round for the next run.
             pending = self._round
             if pending is not None:
                 self._round = None
-                pending.fail(_refresher_crashed)
+                pending.fail(partial(_refresher_crashed, crash))
             raise
 
     async def _next_round(self) -> _Round:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import trio
 
     from .._operation import Operation
+    from ..transport._signing import RequestSigner
 
 __all__ = ["Flight", "Wait"]
 
@@ -41,6 +42,7 @@ class Flight:
         "operation",
         "plan_deadline",
         "request",
+        "signer",
         "start",
         "url",
         "waiting_for",
@@ -56,6 +58,7 @@ class Flight:
         url: str,
         endpoint: str,
         request: httpx.Request,
+        signer: RequestSigner,
         bulkhead: trio.CapacityLimiter,
     ) -> None:
         self.operation = operation
@@ -68,5 +71,7 @@ class Flight:
         self.url = url
         self.endpoint = endpoint
         self.request = request
+        #: Signs every attempt of this operation.
+        self.signer = signer
         self.bulkhead = bulkhead
         self.waiting_for = Wait.CAPACITY

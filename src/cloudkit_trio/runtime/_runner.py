@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ._credentials import CredentialRefresher
     from ._events import RuntimeEvents
     from ._lifecycle import Lifecycle
+    from ._signers import Signers
     from ._targets import Targets
 
 __all__ = ["OperationRunner", "RunnerStatistics"]
@@ -85,7 +86,7 @@ class OperationRunner:
         attempts: Attempts,
         policy: RetryPolicy,
         refresher: CredentialRefresher,
-        needs_credentials: bool,
+        signers: Signers,
         events: RuntimeEvents,
         containment: Containment,
         stream_timeout: float = _STREAM_TIMEOUT,
@@ -100,7 +101,8 @@ class OperationRunner:
         attempts.interrupted = self.interrupted
         self._policy = policy
         self._refresher = refresher
-        self._needs_credentials = needs_credentials
+        self._signers = signers
+        self._needs_credentials = signers.needs_credentials
         self._events = events
         self._containment = containment
         self._stream_timeout = stream_timeout
@@ -241,6 +243,7 @@ class OperationRunner:
             url=url,
             endpoint=target.endpoint,
             request=self._targets.request(operation, target),
+            signer=self._signers.for_operation(operation),
             bulkhead=self._admission.bulkhead(target.endpoint),
         )
         if accepted_at is not None:
@@ -420,9 +423,15 @@ class OperationRunner:
         """The backoff before the next attempt, or None: the error is final."""
         if isinstance(error, CircuitOpenError | ContextClosed) or self._lifecycle.cancelled:
             return None
-        if error.request_sent and not flight.operation.is_idempotent:
-            return None
         policy = self._policy
+        if error.request_sent and not flight.operation.is_idempotent:
+            if error.retryable and attempt < _max_attempts(policy):
+                method = flight.operation.method
+                error.not_retried = (
+                    f"{method} is not idempotent and the request may have reached the "
+                    "server; pass Operation(idempotent=True) if repeating it is safe"
+                )
+            return None
         try:
             if attempt >= policy.max_attempts:
                 return None
@@ -515,3 +524,12 @@ class OperationRunner:
             endpoint=flight.endpoint,
         )
         return error
+
+
+def _max_attempts(policy: RetryPolicy) -> int:
+    """The policy's ``max_attempts``, or 1 when reading it fails (it is user code)."""
+    try:
+        attempts = policy.max_attempts
+    except Exception:
+        return 1
+    return attempts if isinstance(attempts, int) else 1

@@ -13,11 +13,12 @@ from ._classify import (
 )
 from ._h11_transport import PooledTransport, StreamOpener
 from ._pool import TransportStatistics
-from ._signing import BearerTokenSigner, NoAuthSigner, RequestSigner
+from ._signing import BearerTokenSigner, NoAuthSigner, PerServiceSigner, RequestSigner
 
 __all__ = [
     "BearerTokenSigner",
     "NoAuthSigner",
+    "PerServiceSigner",
     "PooledTransport",
     "ProviderCode",
     "RequestSigner",

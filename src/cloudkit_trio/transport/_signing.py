@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from .._credentials import Credentials
 
-__all__ = ["BearerTokenSigner", "NoAuthSigner", "RequestSigner"]
+__all__ = ["BearerTokenSigner", "NoAuthSigner", "PerServiceSigner", "RequestSigner"]
 
 
 @runtime_checkable
@@ -31,6 +31,30 @@ class RequestSigner(Protocol):
 
     def sign(self, request: httpx.Request, credentials: Credentials | None) -> None:
         """Authenticate ``request`` in place."""
+        ...
+
+
+@runtime_checkable
+class PerServiceSigner(Protocol):
+    """Chooses the :class:`RequestSigner` for each operation, by its service and region.
+
+    One context talks to many services, and some signatures name the service and region
+    they are for (AWS's Signature Version 4 does). The runtime calls :meth:`for_operation`
+    once per operation, with ``Operation.service`` and the operation's region
+    (``Operation.region``, else ``CloudConfig.region``), and signs every attempt of that
+    operation with the signer it returns. Calls repeat a few pairs, so an implementation
+    should keep the signers it hands out rather than build one per call.
+
+    .. versionadded:: 0.2.0
+    """
+
+    @property
+    def needs_credentials(self) -> bool:
+        """Whether the signers it returns use credentials."""
+        ...
+
+    def for_operation(self, service: str, region: str) -> RequestSigner:
+        """The signer for an operation of ``service`` in ``region``."""
         ...
 
 
