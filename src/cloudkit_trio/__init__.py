@@ -41,6 +41,7 @@ from ._errors import (
     ResponseTooLarge,
     SerializationError,
     ServiceUnavailable,
+    Throttled,
     TLSError,
     TokenRefreshFailed,
     ValidationError,
@@ -54,6 +55,7 @@ from ._submission import Reply, Submission
 from .runtime import BreakerState
 from .spi import (
     DO_NOT_RETRY,
+    AdaptiveConcurrency,
     AuthProvider,
     ChainAuthProvider,
     CircuitBreaker,
@@ -72,7 +74,9 @@ from .spi import (
     OperationMetrics,
     OperationOutcome,
     PrometheusMetrics,
+    RateLimit,
     Retry,
+    RetryBudget,
     RetryDecision,
     RetryPolicy,
     StaticAuthProvider,
@@ -81,6 +85,7 @@ from .spi import (
 )
 
 __all__ = [
+    "AdaptiveConcurrency",
     "AlreadyExists",
     "AuthError",
     "AuthProvider",
@@ -132,12 +137,14 @@ __all__ = [
     "ProtocolError",
     "ProviderError",
     "ProviderType",
+    "RateLimit",
     "RateLimited",
     "Region",
     "Reply",
     "Response",
     "ResponseTooLarge",
     "Retry",
+    "RetryBudget",
     "RetryDecision",
     "RetryPolicy",
     "SerializationError",
@@ -149,6 +156,7 @@ __all__ = [
     "Submission",
     "SubmissionChannel",
     "TLSError",
+    "Throttled",
     "TokenRefreshFailed",
     "ValidationError",
     "serve_metrics",

@@ -15,8 +15,9 @@ from ._errors import ConfigError
 from ._operation import Operation, Response, endpoint_of
 from ._provider import ProviderType
 from ._submission import Reply, Submission
-from ._validation import check_seconds
+from ._validation import check_seconds, check_url
 from .actors import Strategy, SupervisorHandle, SupervisorSnapshot
+from .runtime._admission import AdmissionSettings, EndpointAdmission
 from .runtime._aggregator import AggregatorStatistics
 from .runtime._assembly import Runtime, RuntimeSettings, WorkerSupervision
 from .runtime._breaker import BreakerSnapshot
@@ -26,6 +27,7 @@ from .runtime._queue import SubmissionChannel
 from .runtime._router import RouterStatistics
 from .runtime._runner import OperationRunner, RunnerStatistics
 from .spi import (
+    AdaptiveConcurrency,
     AuthProvider,
     CircuitBreaker,
     EnvAuthProvider,
@@ -33,6 +35,8 @@ from .spi import (
     Logger,
     MetricsCollector,
     NoopMetrics,
+    RateLimit,
+    RetryBudget,
     RetryPolicy,
     StdlibLogger,
 )
@@ -132,6 +136,9 @@ class CloudContextBuilder:
         self._windows = (15 * 60.0, 10 * 60.0)
         self._flush_interval = _DEFAULT_FLUSH_INTERVAL
         self._workers = WorkerSupervision()
+        self._budget: RetryBudget | None = RetryBudget()
+        self._rate_limits: dict[str | None, RateLimit] = {}
+        self._concurrency: AdaptiveConcurrency | None = None
 
     def config(self, config: CloudConfig) -> CloudContextBuilder:
         """Use ``config`` (see :class:`CloudConfig`)."""
@@ -217,6 +224,50 @@ class CloudContextBuilder:
         self._windows = (advisory, mandatory)
         return self
 
+    def retry_budget(self, budget: RetryBudget | None) -> CloudContextBuilder:
+        """Each endpoint's retry budget, or ``None`` for none (default ``RetryBudget()``).
+
+        Retries are allowed as a share of recent first attempts plus a small floor per
+        second; a retry the budget refuses is not made, and the operation fails with its
+        last error (``error.not_retried`` says why). See the Admission guide.
+
+        .. versionadded:: 0.2.0
+        """
+        if budget is not None:
+            _check_instance("retry_budget", budget, RetryBudget)
+        self._budget = budget
+        return self
+
+    def rate_limit(self, limit: RateLimit, endpoint: str | None = None) -> CloudContextBuilder:
+        """A client-side rate limit: for ``endpoint`` (a URL or ``scheme://host:port``), or
+        with ``None`` for every endpoint, each with a token bucket of its own.
+
+        An endpoint's own limit wins over the one for every endpoint. Call again for other
+        endpoints.
+
+        .. versionadded:: 0.2.0
+        """
+        _check_instance("rate_limit", limit, RateLimit)
+        if endpoint is not None:
+            if not isinstance(endpoint, str):
+                raise TypeError(f"endpoint must be a str or None, got {type(endpoint).__name__}")
+            endpoint = endpoint_of(check_url("rate_limit endpoint", endpoint))
+        self._rate_limits[endpoint] = limit
+        return self
+
+    def adaptive_concurrency(self, settings: AdaptiveConcurrency | None) -> CloudContextBuilder:
+        """Let each endpoint's concurrency limit follow its latency (off by default).
+
+        It replaces ``CloudConfig.max_concurrency_per_endpoint`` as the endpoint's
+        bulkhead size, moving between ``min_limit`` and ``max_limit``.
+
+        .. versionadded:: 0.2.0
+        """
+        if settings is not None:
+            _check_instance("adaptive_concurrency", settings, AdaptiveConcurrency)
+        self._concurrency = settings
+        return self
+
     def worker_supervision(
         self,
         *,
@@ -283,6 +334,11 @@ class CloudContextBuilder:
             mandatory_window=self._windows[1],
             metrics_flush_interval=self._flush_interval,
             workers=self._workers,
+            admission=AdmissionSettings(
+                budget=self._budget,
+                rate_limits=dict(self._rate_limits),
+                concurrency=self._concurrency,
+            ),
         )
         return CloudContext._create(settings)
 
@@ -452,6 +508,14 @@ class CloudSnapshot:
     deadlines_expired: dict[str, int] = attrs.field(factory=dict)
     #: Failures of user code behind each extension point, contained by the runtime.
     spi_failures: dict[str, int] = attrs.field(factory=dict)
+    #: Each endpoint's admission state: retry budget, rate limit, adaptive concurrency
+    #: limit, recent latency. (.. versionadded:: 0.2.0)
+    admission: tuple[EndpointAdmission, ...] = ()
+    #: Totals over the endpoints: retries the budgets refused, attempts a rate limit
+    #: refused (``Throttled``), attempts shed for a deadline too short.
+    retries_suppressed: int = 0
+    throttled: int = 0
+    shed: int = 0
 
 
 @final
@@ -600,6 +664,7 @@ class Cloud:
         runtime = self._runtime
         metrics = runtime.aggregator.statistics()
         state = runtime.lifecycle.state
+        admission = runtime.admission.snapshots(trio.current_time())
         return CloudSnapshot(
             at=trio.current_time(),
             provider=str(self.provider),
@@ -616,6 +681,10 @@ class Cloud:
             metrics_dropped=metrics.dropped,
             deadlines_expired=dict(runtime.runner.deadlines_expired),
             spi_failures=dict(runtime.containment.failures()),
+            admission=admission,
+            retries_suppressed=sum(a.retries_suppressed for a in admission),
+            throttled=sum(a.throttled for a in admission),
+            shed=sum(a.shed for a in admission),
         )
 
     # -- breakers ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ Every operational failure the library reports is a :class:`CloudError`::
     ├── ResponseTooLarge             (past ``CloudConfig.max_response_size``)
     ├── InternalError
     ├── CircuitOpenError             (rejected without a network call)
+    ├── Throttled                    (a client-side rate limit had no token; nothing sent)
     ├── Overloaded                   (a bounded queue was full)
     └── ContextClosed                (the runtime is shutting down or gone)
 
@@ -68,6 +69,7 @@ __all__ = [
     "SerializationError",
     "ServiceUnavailable",
     "TLSError",
+    "Throttled",
     "TokenRefreshFailed",
     "ValidationError",
 ]
@@ -559,6 +561,31 @@ class CircuitOpenError(CloudError):
         self.retry_at = retry_at
         self.opened_at = opened_at
         self.failures = tuple(failures)
+
+
+class Throttled(CloudError):
+    """The endpoint's client-side rate limit (:class:`~cloudkit_trio.RateLimit`) had no
+    token for this attempt, so nothing was sent.
+
+    Raised when the limit fails fast (``wait=False``) and no token is free, or when the
+    next token would come after the operation's deadline. ``retry_after`` is the time
+    one token takes to come back, in seconds. Not retried by the runtime: the limit is
+    the caller's own choice.
+
+    .. versionadded:: 0.2.0
+    """
+
+    request_sent = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        **context: Unpack[ErrorContext],
+    ) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
 
 
 class Overloaded(CloudError):

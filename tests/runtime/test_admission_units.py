@@ -629,7 +629,8 @@ class TestLatencyEstimate:
 
     @given(
         samples=st.lists(st.floats(1e-3, 10.0), min_size=1, max_size=200),
-        exponent=st.integers(-12, 12),
+        # Down to 2**-8: 1 ms scaled stays above the 1 µs floor every sample is raised to.
+        exponent=st.integers(-8, 12),
     )
     def test_scale_invariant(self, samples: list[float], exponent: int) -> None:
         """Measuring in other units scales the estimate and nothing else (powers of two

@@ -35,8 +35,13 @@ def metrics(**overrides: object) -> ck.OperationMetrics:
 
 class TestOperationMetrics:
     def test_outcomes_are_lowercase(self) -> None:
-        """Outcomes are the lowercase strings success, failure, retry."""
-        assert [str(o) for o in ck.OperationOutcome] == ["success", "failure", "retry"]
+        """Outcomes are lowercase strings: success, failure, retry, retry_suppressed."""
+        assert [str(o) for o in ck.OperationOutcome] == [
+            "success",
+            "failure",
+            "retry",
+            "retry_suppressed",
+        ]
 
     def test_record_fields(self) -> None:
         """OperationMetrics carries the seed's fields plus status and error code."""

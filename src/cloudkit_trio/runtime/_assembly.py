@@ -36,6 +36,7 @@ import httpx
 import trio
 
 from .._config import CloudConfig
+from .._masking import mask_url
 from .._provider import ProviderType
 from ..actors import (
     ChildKind,
@@ -51,7 +52,7 @@ from ..actors import EventKind as SupervisorEventKind
 from ..spi import AuthProvider, CircuitBreaker, Logger, MetricsCollector, RetryPolicy
 from ..transport._h11_transport import PooledTransport
 from ..transport._signing import PerServiceSigner, RequestSigner
-from ._admission import Admission
+from ._admission import Admission, AdmissionSettings
 from ._aggregator import MetricsAggregator
 from ._attempt import Attempts
 from ._containment import ContainedLogger, Containment
@@ -98,6 +99,7 @@ class RuntimeSettings:
     mandatory_window: float
     metrics_flush_interval: float
     workers: WorkerSupervision = attrs.field(factory=lambda: WorkerSupervision())
+    admission: AdmissionSettings = attrs.field(factory=AdmissionSettings)
 
 
 @attrs.frozen(kw_only=True)
@@ -140,6 +142,7 @@ class Runtime:
         self.admission = Admission(
             max_concurrency=config.max_concurrency,
             max_per_endpoint=config.max_concurrency_per_endpoint,
+            settings=settings.admission,
         )
         self.runner = OperationRunner(
             provider=settings.provider,
@@ -345,6 +348,12 @@ class Runtime:
             Gauge(RuntimeMetric.BREAKER_STATE, 1.0, {"endpoint": endpoint, "state": str(state)})
             for endpoint, state in self.breakers.states()
         )
+        # Only the endpoints whose limits adapt; bounded like the gates themselves.
+        for endpoint, limit, rate in self.admission.gauges():
+            tags = {"endpoint": mask_url(endpoint)}
+            gauges.append(Gauge(RuntimeMetric.CONCURRENCY_LIMIT, float(limit), tags))
+            if rate is not None:
+                gauges.append(Gauge(RuntimeMetric.RATE_LIMIT, rate, tags))
         return gauges
 
 

@@ -94,6 +94,9 @@ class Attempts:
                 raise
         outcome = Outcome.IGNORED
         failure: CloudError | None = None
+        gate = flight.gate
+        counted = gate.acquire()
+        answered = False
         try:
             request = flight.request
             self._sign(flight, credentials)
@@ -103,17 +106,23 @@ class Attempts:
             scope = lifecycle.open_scope(min(attempt_deadline, flight.deadline))
             try:
                 with scope:
-                    response, content = await self._exchange(request, stream=stream)
+                    try:
+                        response, content = await self._exchange(request, stream=stream)
+                    except CloudError:
+                        answered = True  # a transport failure is the endpoint's answer too
+                        raise
             finally:
                 lifecycle.close_scope(scope)
             if scope.cancelled_caught:
                 if lifecycle.cancelled or attempt_deadline >= flight.deadline:
                     raise self.interrupted(flight)
+                answered = True  # the endpoint took longer than the attempt timeout
                 raise OperationTimeout(
                     f"the attempt timed out after {self._timeout:g}s",
                     timeout=self._timeout,
                     waiting_for=Wait.ATTEMPT,
                 )
+            answered = True
             if response.status_code >= 300:
                 error = error_from_response(
                     response.status_code,
@@ -128,14 +137,18 @@ class Attempts:
             outcome = Outcome.SUCCESS
             return response, content
         except CloudError as error:
+            failure = error
             if error.retryable:
                 outcome = Outcome.FAILURE
-                failure = error
             raise
         finally:
+            # Synchronous, so slots and a half-open probe permit come back even when
+            # cancelled. An attempt cut short by its operation's deadline or by shutdown
+            # was not answered: it teaches the gate nothing.
+            end = trio.current_time()
+            gate.answered(end, end - now, failure, counted=counted, sent=answered)
             if breaker is not None and permit is not None:
-                # Synchronous, so a half-open probe permit comes back even when cancelled.
-                breaker.release(permit, outcome, trio.current_time(), failure)
+                breaker.release(permit, outcome, end, failure)
 
     def _sign(self, flight: Flight, credentials: Credentials | None) -> None:
         signer = flight.signer

@@ -54,6 +54,16 @@ class RuntimeMetric(enum.StrEnum):
     #: Counter of failures of user code behind an extension point; tags spi
     #: (auth_provider, retry_policy, metrics_collector, logger, signer).
     SPI_FAILURES = "spi_failures"
+    #: Counter of retries the endpoint's retry budget refused; tags endpoint.
+    RETRIES_SUPPRESSED = "retries_suppressed"
+    #: Counter of attempts refused at admission, not sent; tags endpoint, reason
+    #: (``throttled``: the client's rate limit; ``shed``: the deadline left was shorter
+    #: than the endpoint's recent latency).
+    ADMISSION_REFUSED = "admission_refused"
+    #: Gauge of the adaptive concurrency limit; tags endpoint.
+    CONCURRENCY_LIMIT = "concurrency_limit"
+    #: Gauge of the adaptive rate limit, requests per second; tags endpoint.
+    RATE_LIMIT = "rate_limit"
 
 
 @attrs.frozen
@@ -137,6 +147,18 @@ class RuntimeEvents:
                     {"endpoint": endpoint, "from_state": old, "to_state": new},
                 )
             )
+
+    def retry_suppressed(self, endpoint: str) -> None:
+        self.emit(Counter(RuntimeMetric.RETRIES_SUPPRESSED, 1.0, {"endpoint": mask_url(endpoint)}))
+
+    def admission_refused(self, endpoint: str, reason: str) -> None:
+        self.emit(
+            Counter(
+                RuntimeMetric.ADMISSION_REFUSED,
+                1.0,
+                {"endpoint": mask_url(endpoint), "reason": reason},
+            )
+        )
 
     def breaker_rejected(self, endpoint: str) -> None:
         self.emit(Counter(RuntimeMetric.BREAKER_REJECTIONS, 1.0, {"endpoint": mask_url(endpoint)}))

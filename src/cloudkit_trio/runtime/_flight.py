@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from .._operation import Operation
     from ..transport._signing import RequestSigner
+    from ._admission import Gate
 
 __all__ = ["Flight", "Wait"]
 
@@ -28,8 +29,12 @@ class Wait:
     ATTEMPT: Final = "attempt"
     BACKOFF: Final = "backoff"
     BODY: Final = "body"
+    RATE_LIMIT: Final = "rate_limit"
+    #: Not a wait: refused at admission, the deadline left being shorter than the
+    #: endpoint's recent latency.
+    ADMISSION: Final = "admission"
 
-    ALL: Final = (QUEUE, CAPACITY, CREDENTIALS, ATTEMPT, BACKOFF, BODY)
+    ALL: Final = (QUEUE, CAPACITY, CREDENTIALS, ATTEMPT, BACKOFF, BODY, RATE_LIMIT, ADMISSION)
 
 
 class Flight:
@@ -39,9 +44,11 @@ class Flight:
         "bulkhead",
         "deadline",
         "endpoint",
+        "gate",
         "operation",
         "plan_deadline",
         "request",
+        "retry_suppressed",
         "signer",
         "start",
         "url",
@@ -59,7 +66,7 @@ class Flight:
         endpoint: str,
         request: httpx.Request,
         signer: RequestSigner,
-        bulkhead: trio.CapacityLimiter,
+        gate: Gate,
     ) -> None:
         self.operation = operation
         self.start = start
@@ -73,5 +80,9 @@ class Flight:
         self.request = request
         #: Signs every attempt of this operation.
         self.signer = signer
-        self.bulkhead = bulkhead
+        #: The endpoint's admission decisions, and its bulkhead.
+        self.gate = gate
+        self.bulkhead: trio.CapacityLimiter = gate.bulkhead
         self.waiting_for = Wait.CAPACITY
+        #: The retry budget refused a retry the policy wanted.
+        self.retry_suppressed = False

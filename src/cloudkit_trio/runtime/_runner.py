@@ -27,6 +27,7 @@ from .._errors import (
     ExpiredCredentials,
     InternalError,
     OperationTimeout,
+    Throttled,
 )
 from .._operation import Operation, Response
 from .._streaming import StreamingResponse
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 __all__ = ["OperationRunner", "RunnerStatistics"]
 
 _T = TypeVar("_T")
+# Errors no retry can help: the breaker is open, the context is closing, the client's own
+# rate limit said no.
+_FINAL: Final = (CircuitOpenError, ContextClosed, Throttled)
 _E = TypeVar("_E", bound=CloudError)
 
 # How long closing a streamed body may take once the caller's block is done.
@@ -235,6 +239,7 @@ class OperationRunner:
         if operation.timeout is not None:
             deadline = min(deadline, start + operation.timeout)
         url, target = self._targets.resolve(operation)
+        gate = self._admission.gate(target.endpoint)
         flight = Flight(
             operation,
             start=start,
@@ -244,7 +249,7 @@ class OperationRunner:
             endpoint=target.endpoint,
             request=self._targets.request(operation, target),
             signer=self._signers.for_operation(operation),
-            bulkhead=self._admission.bulkhead(target.endpoint),
+            gate=gate,
         )
         if accepted_at is not None:
             flight.waiting_for = Wait.QUEUE
@@ -260,7 +265,6 @@ class OperationRunner:
         self.inflight -= 1
         if self.inflight == 0:
             self._idle.set()
-        self._admission.forget_if_idle(flight)
         operation = flight.operation
         if error is None and status is None:
             # Neither an answer nor an error: the caller was cancelled (its own deadline,
@@ -268,6 +272,10 @@ class OperationRunner:
             outcome, error_code = OperationOutcome.FAILURE, "Cancelled"
         elif error is None:
             outcome, error_code = OperationOutcome.SUCCESS, None
+        elif flight.retry_suppressed:
+            outcome, error_code = OperationOutcome.RETRY_SUPPRESSED, error.code
+            error_code = error_code or type(error).__name__
+            status = error.status_code
         else:
             outcome, error_code = OperationOutcome.FAILURE, error.code or type(error).__name__
             status = error.status_code
@@ -358,6 +366,8 @@ class OperationRunner:
         attempt = 0  # attempts counted against the policy
         sent = 0  # every attempt made, a forced credential retry included
         refreshed = False
+        gate = flight.gate
+        gate.first_attempt(trio.current_time())
         while True:
             attempt += 1
             sent += 1
@@ -369,6 +379,9 @@ class OperationRunner:
                     credentials = refresher.current_nowait()
                     if credentials is None:
                         credentials = await self._wait(flight, Wait.CREDENTIALS, refresher.current)
+                token_delay = gate.admit(flight, trio.current_time())
+                if token_delay:
+                    await self._wait_for_token(flight, token_delay)
                 response, content = await self._attempts.send(flight, credentials, stream=stream)
             except CloudError as error:
                 error.add_context(
@@ -419,9 +432,24 @@ class OperationRunner:
                 continue
             return response, content, sent
 
+    async def _wait_for_token(self, flight: Flight, delay: float) -> None:
+        """Wait ``delay`` seconds for the attempt's rate-limit token (reserved already)."""
+        due = trio.current_time() + delay
+        try:
+            await self._wait(flight, Wait.RATE_LIMIT, partial(trio.sleep_until, due))
+        except BaseException:
+            flight.gate.give_back(trio.current_time(), due)
+            raise
+
     def _retry_delay(self, flight: Flight, error: CloudError, attempt: int) -> float | None:
         """The backoff before the next attempt, or None: the error is final."""
-        if isinstance(error, CircuitOpenError | ContextClosed) or self._lifecycle.cancelled:
+        if isinstance(error, Throttled):
+            self._events.admission_refused(flight.endpoint, "throttled")
+            return None
+        if isinstance(error, OperationTimeout) and error.waiting_for == Wait.ADMISSION:
+            self._events.admission_refused(flight.endpoint, "shed")
+            return None  # the deadline is too short for this endpoint: so is a retry's
+        if isinstance(error, _FINAL) or self._lifecycle.cancelled:
             return None
         policy = self._policy
         if error.request_sent and not flight.operation.is_idempotent:
@@ -454,7 +482,18 @@ class OperationRunner:
         # Nor past the caller's enclosing deadline, read here rather than per operation:
         # only an operation that is about to be retried pays for the walk of its scopes.
         plan_deadline = min(flight.plan_deadline, trio.current_effective_deadline())
-        if trio.current_time() + decision.delay >= plan_deadline:
+        now = trio.current_time()
+        if now + decision.delay >= plan_deadline:
+            return None
+        # Counted when scheduled, not when sent: a retry that waits out its backoff has
+        # still been granted.
+        if not flight.gate.may_retry(now):
+            flight.retry_suppressed = True
+            error.not_retried = (
+                f"the retry budget of {flight.endpoint} is spent (retries are limited to a "
+                "share of recent first attempts; see RetryBudget)"
+            )
+            self._events.retry_suppressed(flight.endpoint)
             return None
         return float(decision.delay)
 

@@ -6,6 +6,7 @@ is also exported from :mod:`cloudkit_trio` itself.
 """
 
 from .._exports import publish
+from ._admission import AdaptiveConcurrency, ConcurrencyAlgorithm, RateLimit, RetryBudget
 from ._auth import AuthProvider, ChainAuthProvider, EnvAuthProvider, StaticAuthProvider
 from ._breaker import CircuitBreaker
 from ._logger import LogEntry, Logger, LogLevel, NoopLogger, StdlibLogger, StructuredLogger
@@ -31,9 +32,11 @@ from ._retry import (
 )
 
 __all__ = [
+    "AdaptiveConcurrency",
     "AuthProvider",
     "ChainAuthProvider",
     "CircuitBreaker",
+    "ConcurrencyAlgorithm",
     "DO_NOT_RETRY",
     "EnvAuthProvider",
     "ExponentialBackoff",
@@ -51,7 +54,9 @@ __all__ = [
     "OperationOutcome",
     "PrometheusMetrics",
     "RandomSource",
+    "RateLimit",
     "Retry",
+    "RetryBudget",
     "RetryDecision",
     "RetryPolicy",
     "StaticAuthProvider",

@@ -30,7 +30,8 @@ class OperationOutcome(enum.Enum):
     """How an operation ended; the value is the lowercase label (``"success"``).
 
     ``RETRY`` marks an attempt that failed and was retried; the final record of an
-    operation is ``SUCCESS`` or ``FAILURE``.
+    operation is ``SUCCESS``, ``FAILURE``, or ``RETRY_SUPPRESSED`` (a failure whose retry
+    the endpoint's retry budget refused).
 
     .. versionadded:: 0.1.0
     """
@@ -38,6 +39,9 @@ class OperationOutcome(enum.Enum):
     SUCCESS = "success"
     FAILURE = "failure"
     RETRY = "retry"
+    #: Failed, and the endpoint's retry budget refused the retry the policy wanted: the
+    #: error is the last attempt's. (.. versionadded:: 0.2.0)
+    RETRY_SUPPRESSED = "retry_suppressed"
 
     def __str__(self) -> str:
         return self.value

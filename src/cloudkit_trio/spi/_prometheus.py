@@ -253,6 +253,16 @@ _COUNTERS: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
         "Failures of user code behind an extension point, contained by the runtime.",
         ("spi",),
     ),
+    "retries_suppressed": (
+        "cloudkit_retries_suppressed_total",
+        "Retries the endpoint's retry budget refused.",
+        ("endpoint",),
+    ),
+    "admission_refused": (
+        "cloudkit_admission_refused_total",
+        "Attempts refused at admission without a network call (throttled, shed).",
+        ("endpoint", "reason"),
+    ),
 }
 _GAUGES: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
     "credential_age_seconds": (
@@ -266,6 +276,16 @@ _GAUGES: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
         (),
     ),
     "inflight_operations": ("cloudkit_inflight_operations", "Operations running now.", ()),
+    "concurrency_limit": (
+        "cloudkit_concurrency_limit",
+        "The adaptive concurrency limit of an endpoint.",
+        ("endpoint",),
+    ),
+    "rate_limit": (
+        "cloudkit_rate_limit",
+        "The adaptive rate limit of an endpoint, requests per second.",
+        ("endpoint",),
+    ),
 }
 _HISTOGRAMS: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
     "retry_delay_seconds": (
