@@ -10,7 +10,10 @@ answering 200), sequentially, in one process, interleaved round by round:
 - two-task:   a bare request/reply through two Trio tasks over a memory channel with a
               ``trio.Event`` reply (the floor of message passing), around the direct call;
 - execute:    ``cloud.execute`` with the full pipeline (credentials, breaker, retry policy,
-              metrics aggregator, logger);
+              admission with its default retry budget, metrics aggregator, logger), unsigned
+              (``NoAuthSigner``) so that it compares with the peers, which sign nothing;
+- no-budget:  the same with ``.retry_budget(None)``: what the retry budget costs;
+- signed:     the same signed with SigV4, the AWS default: what signing costs;
 - channel:    a ``Submission`` through ``cloud.submit_channel()`` and its ``Reply``.
 
 Figures are microseconds per operation (median over rounds) and ratios computed per round.
@@ -29,6 +32,7 @@ import stamina
 import trio
 
 import cloudkit_trio as ck
+from cloudkit_trio.transport import NoAuthSigner
 
 URL = "http://127.0.0.1:9000/bucket/key"
 
@@ -58,19 +62,34 @@ async def timed(label: str, body: Callable[[], Awaitable[None]], ops: int) -> tu
     return label, (time.perf_counter() - start) / ops * 1e6
 
 
-async def main(ops: int, rounds: int) -> None:
-    context = (
+def _builder() -> ck.CloudContextBuilder:
+    return (
         ck.CloudContext.builder(ck.ProviderType.AWS)
         .transport(TRANSPORT)
         .auth_provider(ck.StaticAuthProvider(ck.Credentials("AKID", "SECRET")))
         .metrics_collector(ck.NoopMetrics())
         .logger(ck.StdlibLogger())
-        .build()
     )
+
+
+async def main(ops: int, rounds: int) -> None:
+    context = _builder().signer(NoAuthSigner()).build()
+    unbudgeted = _builder().signer(NoAuthSigner()).retry_budget(None).build()
+    signed_context = _builder().build()
     operation = ck.Operation(service="s3", name="get_object", url=URL)
     results: dict[str, list[float]] = {}
-    ratios: dict[str, list[float]] = {"execute/stamina": [], "channel/two-task": []}
-    async with context as cloud, trio.open_nursery() as nursery:
+    ratios: dict[str, list[float]] = {
+        "execute/stamina": [],
+        "channel/two-task": [],
+        "execute/no-budget": [],
+        "signed/execute": [],
+    }
+    async with (
+        context as cloud,
+        unbudgeted as plain,
+        signed_context as signed_cloud,
+        trio.open_nursery() as nursery,
+    ):
         # The floor: a server task answering requests from a memory channel.
         request_send, request_receive = trio.open_memory_channel[trio.Event](0)
 
@@ -89,6 +108,12 @@ async def main(ops: int, rounds: int) -> None:
         async def execute() -> None:
             await cloud.execute(operation)
 
+        async def no_budget() -> None:
+            await plain.execute(operation)
+
+        async def signed() -> None:
+            await signed_cloud.execute(operation)
+
         reply_send, reply_receive = trio.open_memory_channel[ck.Reply](1)
         submit = cloud.submit_channel()
 
@@ -101,6 +126,8 @@ async def main(ops: int, rounds: int) -> None:
             ("stamina", with_stamina),
             ("two-task", two_task),
             ("execute", execute),
+            ("no-budget", no_budget),
+            ("signed", signed),
             ("channel", channel),
         ]
         for label, body in cases:  # warm up
@@ -111,6 +138,8 @@ async def main(ops: int, rounds: int) -> None:
                 results.setdefault(label, []).append(value)
             ratios["execute/stamina"].append(row["execute"] / row["stamina"])
             ratios["channel/two-task"].append(row["channel"] / row["two-task"])
+            ratios["execute/no-budget"].append(row["execute"] / row["no-budget"])
+            ratios["signed/execute"].append(row["signed"] / row["execute"])
         await submit.aclose()
         request_send.close()
 

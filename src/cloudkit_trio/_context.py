@@ -139,6 +139,7 @@ class CloudContextBuilder:
         self._budget: RetryBudget | None = RetryBudget()
         self._rate_limits: dict[str | None, RateLimit] = {}
         self._concurrency: AdaptiveConcurrency | None = None
+        self._shed = True
 
     def config(self, config: CloudConfig) -> CloudContextBuilder:
         """Use ``config`` (see :class:`CloudConfig`)."""
@@ -268,6 +269,17 @@ class CloudContextBuilder:
         self._concurrency = settings
         return self
 
+    def deadline_shedding(self, enabled: bool) -> CloudContextBuilder:
+        """Refuse an attempt whose deadline is shorter than its endpoint's recent median
+        latency (on by default): ``OperationTimeout(waiting_for="admission")``, unsent.
+
+        .. versionadded:: 0.2.0
+        """
+        if not isinstance(enabled, bool):
+            raise TypeError(f"deadline_shedding takes True or False, got {enabled!r}")
+        self._shed = enabled
+        return self
+
     def worker_supervision(
         self,
         *,
@@ -338,6 +350,7 @@ class CloudContextBuilder:
                 budget=self._budget,
                 rate_limits=dict(self._rate_limits),
                 concurrency=self._concurrency,
+                shed=self._shed,
             ),
         )
         return CloudContext._create(settings)

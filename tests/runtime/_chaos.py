@@ -99,9 +99,20 @@ __all__ = [
 ]
 
 SERVICE: Final = "chaos"
-# The waits an OperationTimeout may name (DESIGN.md §6.7).
+# The waits an OperationTimeout may name (DESIGN.md §6.7), and "admission": refused
+# before sending because the deadline left is shorter than the endpoint's latency.
 WAITS: Final = frozenset(
-    {"queue", "credentials", "capacity", "permit", "backoff", "attempt", "body"}
+    {
+        "queue",
+        "credentials",
+        "capacity",
+        "permit",
+        "backoff",
+        "attempt",
+        "body",
+        "rate_limit",
+        "admission",
+    }
 )
 #: Every fault the server can serve (see :class:`ChaosServer`).
 FAULTS: Final = (

@@ -366,7 +366,8 @@ class TestAdaptiveBucket:
         assert state.rate == pytest.approx(0.7 * min(measured, 20.0))
 
     def test_throttles_in_a_row_cut_once(self) -> None:
-        """Throttles with no success between them are one episode: one cut."""
+        """Throttles within half a second of a cut are one episode, successes between them
+        or not: they answer requests sent before the cut, which say nothing about it."""
         state = adaptive(20.0)
         for index in range(10):
             state.on_response(0.01 * index, throttled=True)
@@ -374,6 +375,8 @@ class TestAdaptiveBucket:
         assert state.throttles == 10
         state.on_response(0.2, throttled=False)
         state.on_response(0.21, throttled=True)
+        assert state.rate == pytest.approx(14.0, rel=0.01)
+        state.on_response(0.6, throttled=True)
         assert state.rate < 14.0 * 0.7 + 1e-9
 
     def test_a_long_episode_cuts_every_half_second(self) -> None:

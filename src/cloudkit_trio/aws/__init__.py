@@ -29,6 +29,7 @@ from ._s3_records import (
     PutObjectResult,
     S3Object,
 )
+from ._signing_names import signing_name, uses_s3_rules
 from ._sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, SigV4Signer
 from ._vault import VaultAuthProvider
 
@@ -51,6 +52,8 @@ __all__ = [
     "UNSIGNED_PAYLOAD",
     "VaultAuthProvider",
     "default_aws_chain",
+    "signing_name",
+    "uses_s3_rules",
 ]
 
 publish(__name__, globals(), __all__)

@@ -135,7 +135,8 @@ class Gate:
         is sent.
         """
         remaining = flight.deadline - now
-        if self._shed and remaining != math.inf and self.latency.sheds(remaining):
+        # A deadline already past is the attempt's scope's to report, as a timeout.
+        if self._shed and 0.0 < remaining != math.inf and self.latency.sheds(remaining):
             self.shed += 1
             median = self.latency.median or 0.0
             raise OperationTimeout(
@@ -157,7 +158,10 @@ class Gate:
                 "token now and waiting is off (RateLimit(wait=False)); nothing was sent",
                 retry_after=1.0 / bucket.rate,
             )
-        delay = bucket.reserve(now, remaining)
+        # The token must come early enough for the attempt to be answered in time, as the
+        # endpoint answers lately; a later one would be spent on a request sent to fail.
+        usual = self.latency.median if self._shed else None
+        delay = bucket.reserve(now, remaining - usual if usual is not None else remaining)
         if delay == math.inf:
             self.throttled += 1
             raise Throttled(

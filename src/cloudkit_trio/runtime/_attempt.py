@@ -114,7 +114,13 @@ class Attempts:
             finally:
                 lifecycle.close_scope(scope)
             if scope.cancelled_caught:
-                if lifecycle.cancelled or attempt_deadline >= flight.deadline:
+                if lifecycle.cancelled:
+                    raise self.interrupted(flight)
+                # Sent, and not answered within the time it had: the endpoint's admission
+                # state learns from that as from an attempt timeout (a drop), or an
+                # adaptive limit would stop learning just when the endpoint is slow.
+                answered = True
+                if attempt_deadline >= flight.deadline:
                     raise self.interrupted(flight)
                 answered = True  # the endpoint took longer than the attempt timeout
                 raise OperationTimeout(

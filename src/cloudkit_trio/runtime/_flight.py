@@ -34,7 +34,9 @@ class Wait:
     #: endpoint's recent latency.
     ADMISSION: Final = "admission"
 
-    ALL: Final = (QUEUE, CAPACITY, CREDENTIALS, ATTEMPT, BACKOFF, BODY, RATE_LIMIT, ADMISSION)
+    #: The waits a deadline can run out in (``snapshot().deadlines_expired``); a refusal
+    #: at admission is counted apart (``snapshot().shed``).
+    ALL: Final = (QUEUE, CAPACITY, CREDENTIALS, ATTEMPT, BACKOFF, BODY, RATE_LIMIT)
 
 
 class Flight:

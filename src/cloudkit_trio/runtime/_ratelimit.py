@@ -110,7 +110,6 @@ class TokenBucket:
     __slots__ = (
         "_floor",
         "_full_at",
-        "_heard_success",
         "_interval",
         "_k",
         "_last_throttle",
@@ -143,7 +142,6 @@ class TokenBucket:
         self._w_max = self.rate
         self._k = _cubic_offset(self.rate)
         self._last_throttle = now - self._k
-        self._heard_success = True
         self.measured_rate = 0.0
         self._measure_bucket = math.floor(now * _MEASURE_BUCKETS_PER_SECOND)
         self._measure_count = 0
@@ -199,16 +197,16 @@ class TokenBucket:
         measured = self._measure(now)
         if throttled:
             self.throttles += 1
-            if not self._heard_success and now - self._last_throttle < _HOLDOFF:
-                return  # the same episode: the server has not seen the cut rate yet
-            self._heard_success = False
+            if now - self._last_throttle < _HOLDOFF:
+                # The same episode: these answer requests sent before the cut (successes
+                # in between included), so the server has not seen the cut rate yet.
+                return
             basis = self.rate if measured <= 0.0 or measured > self.rate else measured
             self._w_max = basis
             self._k = _cubic_offset(basis)
             self._last_throttle = now
             rate = basis * _BETA
         else:
-            self._heard_success = True
             rate = _SCALE * (now - self._last_throttle - self._k) ** 3 + self._w_max
             if rate > self.rate:
                 cap = _MAX_GROWTH * measured
