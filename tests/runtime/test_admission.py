@@ -23,7 +23,7 @@ import trio.testing
 
 import cloudkit_trio as ck
 from cloudkit_trio.testing import CapturingLogger, RecordingMetrics
-from cloudkit_trio.transport import NoAuthSigner
+from cloudkit_trio.transport import NoAuthSigner, PooledTransport
 
 A = "http://127.0.0.1:9001"
 B = "http://127.0.0.1:9002"
@@ -470,7 +470,8 @@ class TestAdaptiveRateOverLoopback:
         mock_clock.autojump_threshold = 0.002
         base, server = quota_server
         limit = ck.RateLimit(10.0, burst=1, adaptive=True)
-        async with build(_pooled(), limit=limit, policy=ck.NoRetry()) as cloud:
+        transport = PooledTransport()  # the test's own: closed by the test, not the context
+        async with transport, build(transport, limit=limit, policy=ck.NoRetry()) as cloud:
 
             async def caller(until: float) -> None:
                 while trio.current_time() < until:
@@ -488,9 +489,3 @@ class TestAdaptiveRateOverLoopback:
         accepted_rate = len(recent) / 15.0
         assert accepted_rate == pytest.approx(server.rate, rel=0.2)
         assert server.throttled > 0 and not math.isnan(accepted_rate)
-
-
-def _pooled() -> httpx.AsyncBaseTransport:
-    from cloudkit_trio.transport import PooledTransport
-
-    return PooledTransport()
