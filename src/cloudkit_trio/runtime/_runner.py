@@ -452,16 +452,16 @@ class OperationRunner:
         if isinstance(error, _FINAL) or self._lifecycle.cancelled:
             return None
         policy = self._policy
-        if error.request_sent and not flight.operation.is_idempotent:
-            if error.retryable and attempt < _max_attempts(policy):
-                method = flight.operation.method
-                error.not_retried = (
-                    f"{method} is not idempotent and the request may have reached the "
-                    "server; pass Operation(idempotent=True) if repeating it is safe"
-                )
-            return None
         try:
             if attempt >= policy.max_attempts:
+                return None
+            if error.request_sent and not flight.operation.is_idempotent:
+                if error.retryable:
+                    error.not_retried = (
+                        f"{flight.operation.method} is not idempotent and the request may "
+                        "have reached the server; pass Operation(idempotent=True) if "
+                        "repeating it is safe"
+                    )
                 return None
             decision = policy.should_retry(error, attempt)
         except Exception as exc:  # the policy is user code: its failure ends the retries
@@ -563,12 +563,3 @@ class OperationRunner:
             endpoint=flight.endpoint,
         )
         return error
-
-
-def _max_attempts(policy: RetryPolicy) -> int:
-    """The policy's ``max_attempts``, or 1 when reading it fails (it is user code)."""
-    try:
-        attempts = policy.max_attempts
-    except Exception:
-        return 1
-    return attempts if isinstance(attempts, int) else 1

@@ -24,7 +24,7 @@ __all__ = ["Signers"]
 class Signers:
     """Hands each operation its signer."""
 
-    __slots__ = ("_chooser", "_containment", "_fixed", "_region", "needs_credentials", "signer")
+    __slots__ = ("_chooser", "_containment", "_fixed", "_region", "needs_credentials")
 
     def __init__(
         self,
@@ -33,8 +33,6 @@ class Signers:
         region: str,
         containment: Containment,
     ) -> None:
-        #: What the context was built with.
-        self.signer = signer
         self._region = region
         self._containment = containment
         # A chooser is asked per operation; a plain signer serves every one. An object
