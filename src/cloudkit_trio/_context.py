@@ -529,6 +529,8 @@ class CloudSnapshot:
     retries_suppressed: int = 0
     throttled: int = 0
     shed: int = 0
+    #: Operations an adaptive concurrency limit refused (``Overloaded``).
+    overloaded: int = 0
 
 
 @final
@@ -698,6 +700,7 @@ class Cloud:
             retries_suppressed=sum(a.retries_suppressed for a in admission),
             throttled=sum(a.throttled for a in admission),
             shed=sum(a.shed for a in admission),
+            overloaded=sum(a.overloaded for a in admission),
         )
 
     # -- breakers ----------------------------------------------------------------------------

@@ -589,7 +589,12 @@ class Throttled(CloudError):
 
 
 class Overloaded(CloudError):
-    """A bounded queue was full; the submission was not accepted. Retry later or slow down.
+    """A bounded queue or limit was full; nothing was sent. Retry later or slow down.
+
+    Raised by a submission when the context's queue is full (it was not accepted), and
+    as the reply of an operation whose endpoint's adaptive concurrency limit
+    (:class:`~cloudkit_trio.AdaptiveConcurrency`) had no free slot within ``max_wait``.
+    Not retried by the runtime: a retry would meet the same limit.
 
     .. versionadded:: 0.1.0
     """

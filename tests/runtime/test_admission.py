@@ -351,7 +351,10 @@ class TestAdaptiveConcurrency:
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
         server = Capacity(40)
-        settings = ck.AdaptiveConcurrency(algorithm="vegas", initial_limit=10, max_limit=400)
+        # Callers that queue for a slot (max_wait=None): the limit is what is measured.
+        settings = ck.AdaptiveConcurrency(
+            algorithm="vegas", initial_limit=10, max_limit=400, max_wait=None
+        )
         limits: list[int] = []
         async with build(server, concurrency=settings) as cloud:
 
@@ -386,6 +389,106 @@ class TestAdaptiveConcurrency:
         assert gauges and gauges[-1].tags == {"endpoint": "http://127.0.0.1:9001"}
 
 
+PINNED_AT_TWO = {"initial_limit": 2, "min_limit": 2, "max_limit": 2}
+
+
+class TestConcurrencyQueueBound:
+    """What an operation does when every slot of its endpoint's adaptive limit is taken."""
+
+    async def _three_at_once(
+        self, cloud: ck.Cloud, last_timeout: float | None = None
+    ) -> list[BaseException | None]:
+        """Three calls 10 ms apart; ``last_timeout`` is the third's ``timeout=``."""
+        results: list[BaseException | None] = [None, None, None]
+
+        async def call(index: int) -> None:
+            try:
+                await cloud.execute(get(timeout=last_timeout if index == 2 else None))
+            except ck.CloudError as error:
+                results[index] = error
+
+        async with trio.open_nursery() as nursery:
+            for index in range(3):
+                nursery.start_soon(call, index)
+                await trio.sleep(0.01)  # in order: the third finds both slots taken
+        return results
+
+    async def test_refused_at_once_by_default_nothing_sent(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        server = Capacity(10, service=1.0)
+        metrics = RecordingMetrics()
+        settings = ck.AdaptiveConcurrency(**PINNED_AT_TWO)
+        async with build(server, concurrency=settings, metrics=metrics) as cloud:
+            start = trio.current_time()
+            results = await self._three_at_once(cloud)
+            snapshot = cloud.snapshot()
+        first, second, third = results
+        assert first is None and second is None
+        assert isinstance(third, ck.Overloaded)
+        assert third.request_sent is False and third.endpoint == "http://127.0.0.1:9001"
+        assert "adaptive concurrency limit" in str(third) and "2 in flight" in str(third)
+        assert trio.current_time() - start == pytest.approx(1.01, abs=0.005)  # not waited on
+        assert snapshot.overloaded == 1 and snapshot.admission[0].overloaded == 1
+        assert metrics.counter_total("admission_refused", reason="overloaded") == 1
+        assert metrics.counter_total("admission_refused") == 1
+        assert sorted(str(o.error_code) for o in metrics.operations) == [
+            "None",
+            "None",
+            "Overloaded",
+        ]
+
+    async def test_a_positive_max_wait_absorbs_a_short_wait(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        settings = ck.AdaptiveConcurrency(**PINNED_AT_TWO, max_wait=2.0)
+        async with build(Capacity(10, service=1.0), concurrency=settings) as cloud:
+            results = await self._three_at_once(cloud)
+            assert cloud.snapshot().overloaded == 0
+        assert results == [None, None, None]
+
+    async def test_a_positive_max_wait_is_a_bound(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        settings = ck.AdaptiveConcurrency(**PINNED_AT_TWO, max_wait=0.25)
+        context = build(Capacity(10, service=1.0), concurrency=settings)
+        async with context as cloud, trio.open_nursery() as nursery:
+            nursery.start_soon(cloud.execute, get())
+            nursery.start_soon(cloud.execute, get())
+            await trio.sleep(0.01)
+            start = trio.current_time()
+            with pytest.raises(ck.Overloaded, match=r"within 0\.25 s") as caught:
+                await cloud.execute(get())
+            refused_after = trio.current_time() - start
+        assert refused_after == pytest.approx(0.25)
+        assert caught.value.request_sent is False
+
+    async def test_none_waits_up_to_the_deadline(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        settings = ck.AdaptiveConcurrency(**PINNED_AT_TWO, max_wait=None)
+        async with build(Capacity(10, service=1.0), concurrency=settings) as cloud:
+            results = await self._three_at_once(cloud, last_timeout=0.5)
+        assert results[:2] == [None, None]
+        third = results[2]
+        assert isinstance(third, ck.OperationTimeout) and third.waiting_for == "capacity"
+
+    async def test_a_fixed_bulkhead_still_queues(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Without adaptive concurrency the bulkhead is a queue, as before."""
+        config = ck.CloudConfig(max_concurrency=512, max_concurrency_per_endpoint=2)
+        async with build(Capacity(10, service=1.0), config=config) as cloud:
+            results = await self._three_at_once(cloud)
+        assert results == [None, None, None]
+
+    def test_max_wait_is_validated(self) -> None:
+        for bad in (-1.0, math.inf, math.nan, "1"):
+            with pytest.raises(ck.ConfigError, match=r"AdaptiveConcurrency\.max_wait"):
+                ck.AdaptiveConcurrency(max_wait=bad)  # type: ignore[arg-type]
+        assert ck.AdaptiveConcurrency(max_wait=None).max_wait is None
+
+
 class TestEviction:
     async def test_ten_thousand_endpoints_leave_no_gate_behind(
         self, autojump_clock: trio.testing.MockClock
@@ -408,9 +511,12 @@ class QuotaServer:
     clock) and answers the rest 429, as a throttling cloud API does: a token bucket with
     ``burst`` tokens, like the quotas of AWS's APIs."""
 
-    def __init__(self, rate: float, burst: float = 10.0) -> None:
+    def __init__(self, rate: float, burst: float = 10.0, service: float = 0.0) -> None:
         self.rate = rate
         self.burst = burst
+        #: Seconds each request takes before it is answered.
+        self.service = service
+        self.received = 0
         self.tokens = burst
         self.at = 0.0
         self.accepted: list[float] = []
@@ -439,6 +545,9 @@ class QuotaServer:
                     connection.receive_data(data)
                     continue
                 if isinstance(event, h11.EndOfMessage):
+                    self.received += 1
+                    if self.service:
+                        await trio.sleep(self.service)
                     status = 200 if self.admit() else 429
                     body = b"ok" if status == 200 else b'{"__type":"ThrottlingException"}'
                     headers = [("content-length", str(len(body)))]
@@ -489,3 +598,24 @@ class TestAdaptiveRateOverLoopback:
         accepted_rate = len(recent) / 15.0
         assert accepted_rate == pytest.approx(server.rate, rel=0.2)
         assert server.throttled > 0 and not math.isnan(accepted_rate)
+
+
+class TestConcurrencyLimitOverLoopback:
+    async def test_an_operation_past_the_limit_is_refused_unsent(
+        self, quota_server: tuple[str, QuotaServer], mock_clock: trio.testing.MockClock
+    ) -> None:
+        mock_clock.autojump_threshold = 0.002
+        base, server = quota_server
+        server.service = 1.0
+        settings = ck.AdaptiveConcurrency(**PINNED_AT_TWO)
+        transport = PooledTransport()
+        async with transport, build(transport, concurrency=settings) as cloud:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cloud.execute, get(base))
+                nursery.start_soon(cloud.execute, get(base))
+                await trio.sleep(0.5)  # both are being served
+                with pytest.raises(ck.Overloaded) as caught:
+                    await cloud.execute(get(base))
+            assert cloud.snapshot().overloaded == 1
+        assert server.received == 2  # the third never reached the server
+        assert caught.value.request_sent is False

@@ -253,6 +253,19 @@ class TestAdaptiveConcurrency:
         assert settled_after(spans, 0.0, 90, 115) < 2.0
         assert settled_after(spans, 120.0, 90, 115) < 2.0
 
+    def test_vegas_keeps_a_small_endpoints_queue_short(self) -> None:
+        """Against a server that works on 16 at once, then 8: Netflix's thresholds alone
+        (a queue of 3 to 6 or more) settled at 23 and 15, answers 1.5 and 1.8 times slower
+        than unloaded, and never settled after the halving. Capped at a share of the
+        limit, the queue stays about a tenth of it (measured 17.5, 8.7), and the halving
+        is answered in a round trip or two, by going straight to what was being served."""
+        spans = drive(AdaptiveConcurrency(), [(16, 1.0), (8, 1.0), (16, 1.0)], shed=False)
+        assert 16 <= mean_limit(spans, 30.0, 60.0) <= 19
+        assert 8 <= mean_limit(spans, 90.0, 120.0) <= 10
+        assert 16 <= mean_limit(spans, 150.0, 180.0) <= 19
+        assert settled_after(spans, 60.0, 8, 11) < 0.25  # five round trips of 50 ms
+        assert settled_after(spans, 120.0, 16, 21) < 1.0
+
     def test_vegas_keeps_up_when_the_endpoint_becomes_slower_for_good(self) -> None:
         """Twice the latency at the same capacity: the probe re-measures the no-load
         latency, so the limit stays near capacity instead of collapsing."""

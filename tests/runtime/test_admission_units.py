@@ -47,6 +47,7 @@ class TestSettings:
             "max_limit": 1000,
             "backoff": 0.9,
             "probe_multiplier": 30,
+            "max_wait": 0.0,
         }
 
     def test_records_are_frozen(self) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from .._errors import CloudError, OperationTimeout, RateLimited, Throttled
+from .._errors import CloudError, OperationTimeout, Overloaded, RateLimited, Throttled
 from .._masking import mask_url
 from ..spi import AdaptiveConcurrency, RateLimit, RetryBudget
 from ._budget import RetryBudgetSnapshot, RetryBudgetState
@@ -74,6 +74,8 @@ class EndpointAdmission:
     retries_suppressed: int
     throttled: int
     shed: int
+    #: Operations refused for want of a slot under the adaptive concurrency limit.
+    overloaded: int = 0
 
 
 class Gate:
@@ -87,6 +89,8 @@ class Gate:
         "concurrency",
         "endpoint",
         "latency",
+        "max_wait",
+        "overloaded",
         "shed",
         "throttled",
     )
@@ -110,13 +114,17 @@ class Gate:
             if settings.concurrency is None
             else ConcurrencyLimit(endpoint, settings.concurrency, now)
         )
-        if self.concurrency is not None:
-            bulkhead_size = self.concurrency.limit
+        #: How long an operation may wait for a bulkhead slot; None: up to its deadline.
+        self.max_wait: float | None = None
+        if settings.concurrency is not None:
+            bulkhead_size = settings.concurrency.initial_limit
+            self.max_wait = settings.concurrency.max_wait
         self.bulkhead = trio.CapacityLimiter(bulkhead_size)
         self.latency = LatencyEstimate(endpoint, now)
         self._shed = settings.shed
         self.shed = 0
         self.throttled = 0
+        self.overloaded = 0
 
     # -- per attempt -----------------------------------------------------------------------
 
@@ -171,6 +179,34 @@ class Gate:
                 retry_after=1.0 / bucket.rate,
             )
         return delay
+
+    async def enter(self, flight: Flight) -> None:
+        """Wait for a slot of the bulkhead, at most :attr:`max_wait` seconds.
+
+        Raises :class:`~cloudkit_trio.Overloaded` when none came in time.
+        """
+        bulkhead, max_wait = self.bulkhead, self.max_wait
+        if max_wait is None:
+            await bulkhead.acquire_on_behalf_of(flight)
+            return
+        if max_wait > 0.0:
+            with trio.move_on_after(max_wait):
+                await bulkhead.acquire_on_behalf_of(flight)
+                return
+        else:
+            try:
+                bulkhead.acquire_on_behalf_of_nowait(flight)
+            except trio.WouldBlock:
+                pass
+            else:
+                return
+        self.overloaded += 1
+        waited = "" if max_wait == 0.0 else f" within {max_wait:g} s"
+        raise Overloaded(
+            f"the adaptive concurrency limit of {mask_url(self.endpoint)} "
+            f"({int(bulkhead.total_tokens)} in flight) had no free slot{waited} "
+            f"(AdaptiveConcurrency.max_wait={max_wait:g}); nothing was sent"
+        )
 
     def give_back(self, now: float, due: float) -> None:
         """The caller stopped waiting for the token due at ``due``: it is not spent."""
@@ -245,6 +281,7 @@ class Gate:
             retries_suppressed=0 if budget is None else budget.suppressed,
             throttled=self.throttled,
             shed=self.shed,
+            overloaded=self.overloaded,
         )
 
 
@@ -315,11 +352,15 @@ class Admission:
         return True
 
     async def admit(self, flight: Flight) -> None:
-        """Wait for a slot of the global limit, then one of the endpoint's bulkhead."""
+        """Wait for a slot of the global limit, then one of the endpoint's bulkhead.
+
+        Raises :class:`~cloudkit_trio.Overloaded` when an adaptive limit's bulkhead had
+        no slot within its ``max_wait``.
+        """
         limiter = self._limiter
         await limiter.acquire_on_behalf_of(flight)
         try:
-            await flight.bulkhead.acquire_on_behalf_of(flight)
+            await flight.gate.enter(flight)
         except BaseException:
             limiter.release_on_behalf_of(flight)
             raise

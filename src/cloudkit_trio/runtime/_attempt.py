@@ -122,7 +122,6 @@ class Attempts:
                 answered = True
                 if attempt_deadline >= flight.deadline:
                     raise self.interrupted(flight)
-                answered = True  # the endpoint took longer than the attempt timeout
                 raise OperationTimeout(
                     f"the attempt timed out after {self._timeout:g}s",
                     timeout=self._timeout,

@@ -13,9 +13,13 @@ began says nothing new and only frees its slot.
   shortest round trip seen is the *no-load* latency; by Little's law a round's mean
   in-flight count times ``1 - no_load / mean_rtt`` is how many attempts are queued at the
   server. With ``lg = max(1, log10(limit))``, a queue of at most ``lg`` adds ``6 lg`` to
-  the limit, under ``3 lg`` adds ``lg``, over ``6 lg`` takes the larger of ``lg`` and
-  half the excess away; in between the limit holds. So it settles a few attempts above
-  the concurrency the endpoint serves without queueing. The minimum would go stale if
+  the limit, under ``3 lg`` adds ``lg``; over ``6 lg`` sets it to the attempts that were
+  being served plus a queue of ``3 lg`` (at least ``lg`` less, at most halving it);
+  in between the limit holds. Each threshold is capped at a share
+  of the limit (5, 10 and 20 %), which changes nothing from a limit of about 200 up and
+  keeps a small endpoint's queue short: 3 to 6 attempts queued in front of an endpoint
+  that serves 8 at once would make it answer twice as slowly. So it settles a few
+  attempts above the concurrency the endpoint serves without queueing. The minimum would go stale if
   the endpoint became slower for good (the queue estimate would then shrink the limit to
   nothing), so every ``probe_multiplier * limit`` successes the limit is halved until a
   few attempts started after that have come back: with the server's queue drained their
@@ -61,6 +65,8 @@ __all__ = [
 
 # Fresh samples a probe measures the no-load latency from (fewer when the limit is smaller).
 _PROBE_SAMPLES: Final = 5
+# Vegas's queue thresholds never exceed 1, 2 and 4 times this share of the limit.
+_QUEUE_SHARE: Final = 0.05
 
 
 class LimitOutcome(enum.Enum):
@@ -158,7 +164,7 @@ class ConcurrencyLimit:
         "_round_size",
         "_round_start",
         "_round_used",
-        "_until_probe",
+        "_since_probe",
         "_vegas",
         "drops",
         "endpoint",
@@ -190,7 +196,7 @@ class ConcurrencyLimit:
         self._probe_start = 0.0
         self._probe_count = 0
         self._probe_min = math.inf
-        self._until_probe = settings.probe_multiplier * self.limit
+        self._since_probe = 0
         self._round_start = now
         self._round_size = 1
         self._round_count = 0
@@ -240,8 +246,11 @@ class ConcurrencyLimit:
             if self.phase is ConcurrencyPhase.PROBING:
                 self._probe_sample(now, started, rtt)
                 return
-            self._until_probe -= 1
-            if self._until_probe <= 0:
+            # Against the limit now, not the one the count began under (Netflix's rule):
+            # a limit that fell far, as it does when the endpoint became slower for good,
+            # is probed soon, not after as many successes as the old limit would need.
+            self._since_probe += 1
+            if self._since_probe >= self.settings.probe_multiplier * self.limit:
                 self._start_probe(now)
                 return
         if started < self._round_start:
@@ -301,13 +310,27 @@ class ConcurrencyLimit:
             lg = math.log10(estimate)
             if lg < 1.0:
                 lg = 1.0
-            if queue > 6.0 * lg:
-                excess = (queue - 6.0 * lg) / 2.0
-                estimate -= excess if excess > lg else lg
+            # Netflix's thresholds, in attempts queued, capped at a share of the limit:
+            # on an endpoint that serves only a few attempts at once, a queue of 3 to 6
+            # would be most of the limit, and its answers two or three times slower.
+            share = estimate * _QUEUE_SHARE
+            grow_fast = lg if lg < share else share
+            grow = 3.0 * lg if 3.0 * lg < 2.0 * share else 2.0 * share
+            shrink = 6.0 * lg if 6.0 * lg < 4.0 * share else 4.0 * share
+            if queue > shrink:
+                # Little's law: of the round's mean in flight, all but the queue were
+                # being served. Go straight to that plus a short queue (at most halving
+                # per round, as one noisy round must not empty the limit), so a sudden
+                # loss of capacity is answered in one round, not one step per round.
+                served = self._round_inflight / count - queue
+                target = served + grow
+                if target > estimate - lg:
+                    target = estimate - lg
+                estimate = target if target > estimate / 2.0 else estimate / 2.0
             elif self._round_used:
-                if queue <= lg:
+                if queue <= grow_fast:
                     estimate += 6.0 * lg
-                elif queue < 3.0 * lg:
+                elif queue < grow:
                     estimate += lg
         if estimate != self._estimate:
             self._set_estimate(estimate)
@@ -354,7 +377,7 @@ class ConcurrencyLimit:
         self.no_load_rtt = self._probe_min
         self._fire(ConcurrencyEvent.PROBE_DONE)
         self._set_estimate(self._estimate)
-        self._until_probe = self.settings.probe_multiplier * self.limit
+        self._since_probe = 0
         self._new_round(now)
         self._round_after_probe = True
 

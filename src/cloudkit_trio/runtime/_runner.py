@@ -27,6 +27,7 @@ from .._errors import (
     ExpiredCredentials,
     InternalError,
     OperationTimeout,
+    Overloaded,
     Throttled,
 )
 from .._operation import Operation, Response
@@ -332,7 +333,13 @@ class OperationRunner:
             raise self.interrupted(flight)
         admission = self._admission
         if not admission.try_admit(flight):
-            await self._wait(flight, Wait.CAPACITY, partial(admission.admit, flight))
+            try:
+                await self._wait(flight, Wait.CAPACITY, partial(admission.admit, flight))
+            except Overloaded as error:
+                # The endpoint's adaptive limit is full: refused before anything was sent.
+                self._events.admission_refused(flight.endpoint, "overloaded")
+                self._in_context(error, flight)
+                raise
         try:
             return await self._retry_loop(flight, stream=stream)
         except BaseException:

@@ -66,6 +66,11 @@ def _optional_rate(instance: object, attribute: Any, value: object) -> None:
         _positive(instance, attribute, value)
 
 
+def _optional_wait(instance: object, attribute: Any, value: object) -> None:
+    if value is not None:
+        check_seconds(f"{type(instance).__name__}.{attribute.name}", value, allow_zero=True)
+
+
 def _algorithm(_instance: object, _attribute: Any, value: object) -> None:
     if value not in _ALGORITHMS:
         raise ConfigError(
@@ -197,11 +202,21 @@ class AdaptiveConcurrency:
     A *drop* is an attempt that timed out or was answered 503 or throttled: both
     algorithms then multiply the limit by ``backoff``, at most once per round trip.
 
+    An operation that finds every slot taken waits at most ``max_wait`` seconds for one
+    (and never past its deadline), then fails with :class:`~cloudkit_trio.Overloaded`,
+    nothing sent. The default, ``0.0``, refuses at once, as Netflix's and Envoy's
+    limiters do: the limit is the endpoint's capacity, and a queue in front of it would
+    only add its wait to every answer. A positive ``max_wait`` absorbs bursts shorter
+    than that; ``None`` waits up to the deadline (a batch job that would rather queue).
+
     Defaults: ``initial_limit=20``, ``min_limit=1``, ``max_limit=1000`` (Netflix's),
-    ``backoff=0.9``, ``probe_multiplier=30``. The endpoint's bulkhead
+    ``backoff=0.9``, ``probe_multiplier=30``, ``max_wait=0.0``. The endpoint's bulkhead
     (``CloudConfig.max_concurrency_per_endpoint``) still applies: set ``max_limit`` no
     higher. Tuning: raise ``min_limit`` if a burst of errors must not starve an endpoint;
-    lower ``backoff`` (0.5 is TCP's) to back off harder.
+    lower ``backoff`` (0.5 is TCP's) to back off harder. Vegas tolerates a queue of at least
+    three to six attempts at the server, whatever its size: an endpoint that serves only a few
+    attempts at once then answers two or three times slower than unloaded; prefer
+    ``"aimd"`` or a low ``max_limit`` there.
 
     .. versionadded:: 0.2.0
     """
@@ -215,6 +230,8 @@ class AdaptiveConcurrency:
     backoff: float = attrs.field(default=0.9, validator=_number(above=True, maximum=0.99))
     #: Vegas re-measures the no-load latency after this many times the limit of attempts.
     probe_multiplier: int = attrs.field(default=30, validator=_count)
+    #: Seconds an operation may wait for a slot, 0 for none, None up to its deadline.
+    max_wait: float | None = attrs.field(default=0.0, validator=_optional_wait)
 
     def __attrs_post_init__(self) -> None:
         if self.min_limit > self.max_limit:
