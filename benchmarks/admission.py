@@ -1,7 +1,7 @@
 """Admission under a capacity drop: goodput, tail latency and retries, per configuration.
 
-Run it with ``python benchmarks/admission.py`` (about two and a half minutes; ``--quick``
-takes about 20 s; ``--help`` lists the knobs). It starts its own server on 127.0.0.1, this
+Run it with ``python benchmarks/admission.py`` (about three minutes; ``--quick``
+takes about 30 s; ``--help`` lists the knobs). It starts its own server on 127.0.0.1, this
 file run with ``--serve 0`` in a subprocess, which models a service of limited capacity:
 
 * it works on at most ``--capacity`` requests at once, each for ``--service-ms`` (a sleep,
@@ -29,7 +29,9 @@ admission:
 * ``budget``: the default, ``RetryBudget()``;
 * ``budget+concurrency``: ``.adaptive_concurrency(AdaptiveConcurrency())`` on top;
 * ``budget+adaptive rate``: ``.rate_limit(RateLimit(rate, adaptive=True))`` on top, starting
-  at the offered rate.
+  at the offered rate;
+* ``budget+adaptive rate fail-fast``: the same with ``wait=False`` and a ``burst`` of 20 ms
+  of the rate.
 
 Everything else is the default (``ExponentialBackoff`` with four attempts, the bulkhead of
 64) except the circuit breaker, which is off (``--breaker`` keeps it on): it would open in
@@ -48,8 +50,9 @@ is the median over the repetitions, ratios taken within a repetition first. The 
 * ``rejected %``: share of the requests the server received that it answered 503/429.
 * ``attempts/op``: requests the server received over operations started: 1.00 is one
   attempt each, 4.00 all four; below 1 when attempts were refused before being sent.
-* ``suppressed``, ``throttled``, ``shed``: ``cloud.snapshot()``'s totals at the end of the
-  run (retries the budget refused, attempts the rate limit refused, attempts shed);
+* ``suppressed``, ``throttled``, ``shed``, ``overloaded``: ``cloud.snapshot()``'s totals at
+  the end of the run (retries the budget refused, attempts the rate limit refused, attempts
+  shed, operations the adaptive concurrency limit refused);
   ``final limit`` and ``final rate/s``: the endpoint's concurrency limit (the bulkhead's
   size) and its rate limit then.
 
@@ -366,11 +369,21 @@ def _adaptive_rate(builder: ck.CloudContextBuilder, scenario: Scenario) -> ck.Cl
     return builder.rate_limit(ck.RateLimit(scenario.rate, adaptive=True))
 
 
+def _adaptive_rate_fail_fast(
+    builder: ck.CloudContextBuilder, scenario: Scenario
+) -> ck.CloudContextBuilder:
+    # Failing fast, a bucket of one token refuses every attempt that comes early by a
+    # hair (the client's own jitter): it holds 20 ms of the rate instead.
+    burst = max(1, round(scenario.rate / 50))
+    return builder.rate_limit(ck.RateLimit(scenario.rate, burst=burst, adaptive=True, wait=False))
+
+
 CONFIGURATIONS: Final[dict[str, Configure]] = {
     "no admission": _no_admission,
     "budget": _budget,
     "budget+concurrency": _concurrency,
     "budget+adaptive rate": _adaptive_rate,
+    "budget+adaptive rate fail-fast": _adaptive_rate_fail_fast,
 }
 
 
@@ -386,6 +399,7 @@ def _admission_totals(snapshot: ck.CloudSnapshot) -> dict[str, float]:
         "suppressed": float(snapshot.retries_suppressed),
         "throttled": float(snapshot.throttled),
         "shed": float(snapshot.shed),
+        "overloaded": float(snapshot.overloaded),
     }
     for record in snapshot.admission:
         totals["limit"] = float(record.concurrency_limit)
@@ -605,13 +619,13 @@ def report(scenario: Scenario, results: dict[str, list[RunFigures]]) -> None:
     print()
     print(
         "| configuration | goodput % | p99 ms | attempts/op | failed % | suppressed | throttled "
-        "| shed | final limit | final rate/s |"
+        "| shed | overloaded | final limit | final rate/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         admission = {
             key: _median([r.admission.get(key, math.nan) for r in runs])
-            for key in ("suppressed", "throttled", "shed", "limit", "rate")
+            for key in ("suppressed", "throttled", "shed", "overloaded", "limit", "rate")
         }
         print(
             f"| {name} | {100 * _median([r.goodput_share for r in runs]):.0f} "
@@ -639,17 +653,17 @@ def report(scenario: Scenario, results: dict[str, list[RunFigures]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one short repetition (about 20 s)")
+    parser.add_argument("--quick", action="store_true", help="one short repetition (about 30 s)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 1)")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds first")
     parser.add_argument("--load", type=float, default=0.75, help="offered rate / healthy capacity")
     parser.add_argument("--deadline", type=float, default=0.5, help="timeout= of each operation")
     parser.add_argument(
-        "--capacity", type=int, default=4, help="requests the server works on at once"
+        "--capacity", type=int, default=16, help="requests the server works on at once"
     )
     parser.add_argument("--service-ms", type=float, default=20.0, help="service time per request")
-    parser.add_argument("--queue", type=int, default=8, help="requests queued beyond capacity")
+    parser.add_argument("--queue", type=int, default=32, help="requests queued beyond capacity")
     parser.add_argument("--reject", choices=sorted(_REJECTIONS), default="slowdown")
     parser.add_argument("--breaker", action="store_true", help="keep the default circuit breaker")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGURATIONS), help="only these")

@@ -12,7 +12,8 @@ answering 200), sequentially, in one process, interleaved round by round:
 - execute:    ``cloud.execute`` with the full pipeline (credentials, breaker, retry policy,
               admission with its default retry budget, metrics aggregator, logger), unsigned
               (``NoAuthSigner``) so that it compares with the peers, which sign nothing;
-- no-budget:  the same with ``.retry_budget(None)``: what the retry budget costs;
+- no-admission: the same with ``.retry_budget(None).deadline_shedding(False)``: what the
+              default admission decisions (the retry budget, deadline-aware shedding) cost;
 - signed:     the same signed with SigV4, the AWS default: what signing costs;
 - channel:    a ``Submission`` through ``cloud.submit_channel()`` and its ``Reply``.
 
@@ -74,19 +75,21 @@ def _builder() -> ck.CloudContextBuilder:
 
 async def main(ops: int, rounds: int) -> None:
     context = _builder().signer(NoAuthSigner()).build()
-    unbudgeted = _builder().signer(NoAuthSigner()).retry_budget(None).build()
+    unadmitted = (
+        _builder().signer(NoAuthSigner()).retry_budget(None).deadline_shedding(False).build()
+    )
     signed_context = _builder().build()
     operation = ck.Operation(service="s3", name="get_object", url=URL)
     results: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {
         "execute/stamina": [],
         "channel/two-task": [],
-        "execute/no-budget": [],
+        "execute/no-admission": [],
         "signed/execute": [],
     }
     async with (
         context as cloud,
-        unbudgeted as plain,
+        unadmitted as plain,
         signed_context as signed_cloud,
         trio.open_nursery() as nursery,
     ):
@@ -108,7 +111,7 @@ async def main(ops: int, rounds: int) -> None:
         async def execute() -> None:
             await cloud.execute(operation)
 
-        async def no_budget() -> None:
+        async def no_admission() -> None:
             await plain.execute(operation)
 
         async def signed() -> None:
@@ -126,7 +129,7 @@ async def main(ops: int, rounds: int) -> None:
             ("stamina", with_stamina),
             ("two-task", two_task),
             ("execute", execute),
-            ("no-budget", no_budget),
+            ("no-admission", no_admission),
             ("signed", signed),
             ("channel", channel),
         ]
@@ -138,20 +141,20 @@ async def main(ops: int, rounds: int) -> None:
                 results.setdefault(label, []).append(value)
             ratios["execute/stamina"].append(row["execute"] / row["stamina"])
             ratios["channel/two-task"].append(row["channel"] / row["two-task"])
-            ratios["execute/no-budget"].append(row["execute"] / row["no-budget"])
+            ratios["execute/no-admission"].append(row["execute"] / row["no-admission"])
             ratios["signed/execute"].append(row["signed"] / row["execute"])
         await submit.aclose()
         request_send.close()
 
-    print(f"{'case':<10} {'us/op (median)':>15} {'x direct':>9}")
+    print(f"{'case':<12} {'us/op (median)':>15} {'x direct':>9}")
     base = statistics.median(results["direct"])
     for label, values in results.items():
         median = statistics.median(values)
-        print(f"{label:<10} {median:>15.1f} {median / base:>9.2f}")
+        print(f"{label:<12} {median:>15.1f} {median / base:>9.2f}")
     print()
     for label, values in ratios.items():
         low, high = min(values), max(values)
-        print(f"{label:<18} median {statistics.median(values):.2f}  [{low:.2f}-{high:.2f}]")
+        print(f"{label:<21} median {statistics.median(values):.2f}  [{low:.2f}-{high:.2f}]")
 
 
 if __name__ == "__main__":

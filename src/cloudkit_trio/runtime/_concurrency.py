@@ -258,10 +258,24 @@ class ConcurrencyLimit:
         self._round_count += 1
         self._round_rtt += rtt
         self._round_inflight += inflight
-        if 2 * inflight >= self.limit:
+        # Growth needs evidence that the limit is in use (Netflix asks for half of it; a
+        # limit that floats far above what is used lets a sudden loss of capacity fill
+        # the server's queue before the first round says so).
+        if 4 * inflight >= 3 * self.limit:
             self._round_used = True
-        if self._round_count >= self._round_size:
+        count = self._round_count
+        if count >= self._round_size:
             self._end_round(now)
+        elif (
+            self._vegas
+            and rtt > 2.0 * self.no_load_rtt
+            and 4 * count >= self._round_size
+            and not self._round_after_probe
+        ):
+            # A quarter of the round has come back, this one after queueing as long as it
+            # was served: if the round so far says the queue is long, cut now rather than
+            # let the rest of the round wait in it.
+            self._end_round(now, early=True)
 
     # -- for the registry and introspection -------------------------------------------------
 
@@ -294,7 +308,8 @@ class ConcurrencyLimit:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _end_round(self, now: float) -> None:
+    def _end_round(self, now: float, *, early: bool = False) -> None:
+        """Judge the round's samples; ``early``: only to cut, the round goes on otherwise."""
         estimate = self._estimate
         if self._round_after_probe:
             # Its attempts started while the server's queue was still drained by the
@@ -317,6 +332,8 @@ class ConcurrencyLimit:
             grow_fast = lg if lg < share else share
             grow = 3.0 * lg if 3.0 * lg < 2.0 * share else 2.0 * share
             shrink = 6.0 * lg if 6.0 * lg < 4.0 * share else 4.0 * share
+            if early and not queue > shrink:
+                return  # not long enough to cut on a part of the round
             if queue > shrink:
                 # Little's law: of the round's mean in flight, all but the queue were
                 # being served. Go straight to that plus a short queue (at most halving
