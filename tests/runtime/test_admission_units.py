@@ -480,7 +480,7 @@ class TestConcurrencyLimit:
         assert state.drops == 6
 
     def test_aimd_grows_one_per_round_when_used(self) -> None:
-        """AIMD adds one per round of fresh samples while half the limit is in use."""
+        """AIMD adds one per round of fresh samples while three quarters of the limit are in use."""
         state = limit_of(AdaptiveConcurrency(algorithm="aimd", initial_limit=10))
         now = 0.0
         for _ in range(3):
@@ -498,6 +498,22 @@ class TestConcurrencyLimit:
             state.try_acquire()
             state.release(float(tick), 0.5, LimitOutcome.SUCCESS)
         assert state.limit == 10
+
+    @pytest.mark.parametrize(("in_flight", "grows"), [(14, False), (15, True)])
+    def test_growth_needs_three_quarters_of_the_limit_in_use(
+        self, in_flight: int, grows: bool
+    ) -> None:
+        """Vegas, with no queue at all: 14 of 20 in flight is not evidence that 20 is too
+        few (Netflix's half would grow it), 15 is."""
+        state = limit_of(AdaptiveConcurrency(initial_limit=20))
+        now = 0.0
+        for _ in range(5):
+            for _ in range(in_flight):
+                state.try_acquire()
+            now += 1.0
+            for _ in range(in_flight):
+                state.release(now, 0.5, LimitOutcome.SUCCESS)
+        assert (state.limit > 20) is grows, state.limit
 
     def test_limit_stays_within_bounds(self) -> None:
         """Drops never push the limit below min_limit, growth never above max_limit."""

@@ -7,8 +7,8 @@ judges, never on attempts sent under an older one (the rule TCP follows when it 
 to congestion once per round trip). An attempt that started before the current round
 began says nothing new and only frees its slot.
 
-- **AIMD** adds one per round while at least half the limit was in use, and multiplies
-  by ``backoff`` on a drop.
+- **AIMD** adds one per round while at least three quarters of the limit were in use, and
+  multiplies by ``backoff`` on a drop.
 - **Vegas** (TCP Vegas, as Netflix's concurrency-limits adapts it to requests): the
   shortest round trip seen is the *no-load* latency; by Little's law a round's mean
   in-flight count times ``1 - no_load / mean_rtt`` is how many attempts are queued at the

@@ -181,22 +181,24 @@ class RateLimit:
 class AdaptiveConcurrency:
     """Learns, per endpoint, how many attempts may be in flight at once.
 
-    Each endpoint starts at ``initial_limit`` attempts in flight; an attempt beyond the
-    limit is not started. Every attempt's outcome and round-trip time adjust the limit,
+    Each endpoint starts at ``initial_limit`` operations in flight; one beyond the limit
+    is not started (see ``max_wait``). Every attempt's outcome and round-trip time adjust the limit,
     once per round trip, between ``min_limit`` and ``max_limit``:
 
     - ``"vegas"`` (the default) watches latency, as TCP Vegas and Netflix's
       concurrency-limits do: the shortest round trip seen is the endpoint's latency
       without a queue, and ``limit * (1 - no_load_rtt / rtt)`` estimates how many
       attempts are queued at the server. The limit grows while that queue is short
-      (under about ``3 * log10(limit)``) and shrinks while it is long (over about
-      ``6 * log10(limit)``), so it settles a little above the concurrency the endpoint
-      serves without queueing. Every ``probe_multiplier`` round trips (that many times
+      (under about ``3 * log10(limit)``, at most 10 % of the limit) and three quarters
+      of the limit are in use, and shrinks while it is long (over about
+      ``6 * log10(limit)``, at most 20 % of the limit), straight to what was being
+      served plus a short queue; so it settles a little above the concurrency the
+      endpoint serves without queueing. Every ``probe_multiplier`` round trips (that many times
       the limit of attempts) it halves the limit for one round trip to measure the
       no-load latency afresh, so an endpoint that became slower for good is not
       mistaken for a congested one.
-    - ``"aimd"`` watches only drops: +1 per round trip while at least half the limit is
-      in use, times ``backoff`` on a drop. Choose it for endpoints whose latency varies
+    - ``"aimd"`` watches only drops: +1 per round trip while three quarters of the limit
+      are in use, times ``backoff`` on a drop. Choose it for endpoints whose latency varies
       for reasons other than load (large objects, cold caches).
 
     A *drop* is an attempt that timed out or was answered 503 or throttled: both
