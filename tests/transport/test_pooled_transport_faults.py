@@ -108,7 +108,32 @@ async def serve_forever(server: RawServer, stream: trio.SocketStream, reader: Re
 
 class TestServerClosedConnections:
     async def test_a_closed_idle_connection_is_not_reused(self, nursery: trio.Nursery) -> None:
-        """An idle connection the server closed is noticed before use: no request is lost."""
+        """An idle connection the server closed is noticed before a request that could not
+        be sent again (a POST): no request is lost, none is retried."""
+
+        async def script(server: RawServer, stream: trio.SocketStream, reader: Reader, i: int):
+            if i == 0:
+                await server.next_request(reader)
+                await stream.send_all(_OK)
+                return
+            await serve_forever(server, stream, reader)
+
+        server = await start(nursery, script)
+        transport = PooledTransport()
+        async with httpx.AsyncClient(transport=transport) as client:
+            assert (await client.post(server.url, content=b"x")).text == "ok"
+            await server.closed.wait()
+            assert (await client.post(server.url, content=b"x")).text == "ok"
+            stats = transport.statistics()
+        assert (stats.connections_created, stats.requests_retried) == (2, 0)
+        assert len(server.requests) == 2
+
+    async def test_a_replayable_request_skips_the_probe_of_a_fresh_connection(
+        self, nursery: trio.Nursery
+    ) -> None:
+        """A GET on a connection idle for under a second goes without the liveness probe
+        (a system call per request); if the server closed it, the retry-once rule sends
+        it again on a fresh one, and nothing is lost either."""
 
         async def script(server: RawServer, stream: trio.SocketStream, reader: Reader, i: int):
             if i == 0:
@@ -124,7 +149,7 @@ class TestServerClosedConnections:
             await server.closed.wait()
             assert (await client.get(server.url)).text == "ok"
             stats = transport.statistics()
-        assert (stats.connections_created, stats.requests_retried) == (2, 0)
+        assert (stats.connections_created, stats.requests_retried) == (2, 1)
         assert len(server.requests) == 2
 
     async def test_get_is_retried_once_when_a_reused_connection_drops(

@@ -49,7 +49,7 @@ from ..actors import (
     SupervisorHandle,
 )
 from ..actors import EventKind as SupervisorEventKind
-from ..spi import AuthProvider, CircuitBreaker, Logger, MetricsCollector, RetryPolicy
+from ..spi import AuthProvider, CircuitBreaker, Logger, MetricsCollector, NoopMetrics, RetryPolicy
 from ..transport._h11_transport import PooledTransport
 from ..transport._signing import PerServiceSigner, RequestSigner
 from ._admission import Admission, AdmissionSettings
@@ -128,7 +128,14 @@ class Runtime:
             capacity=config.metrics_queue_size,
             flush_interval=settings.metrics_flush_interval,
         )
-        self.events = RuntimeEvents(settings.provider, self.logger, self.aggregator.emit)
+        # Exactly NoopMetrics: a subclass may record something after all.
+        wanted = any(type(collector) is not NoopMetrics for collector in settings.collectors)
+        self.events = RuntimeEvents(
+            settings.provider,
+            self.logger,
+            self.aggregator.emit if wanted else _discard,
+            metrics_wanted=wanted,
+        )
         self.refresher = CredentialRefresher(
             settings.auth_provider,
             self.events,
@@ -355,6 +362,10 @@ class Runtime:
             if rate is not None:
                 gauges.append(Gauge(RuntimeMetric.RATE_LIMIT, rate, tags))
         return gauges
+
+
+def _discard(_event: object) -> None:
+    """Where metric events go when no collector wants them."""
 
 
 def _restart_label(event: SupervisorEvent) -> str:

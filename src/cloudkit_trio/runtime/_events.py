@@ -99,6 +99,9 @@ class RuntimeEvents:
     provider: ProviderType
     logger: Logger
     emit: Callable[[MetricEvent], None]
+    #: False when every collector discards everything (``NoopMetrics``, the default): the
+    #: hot path then builds no event at all.
+    metrics_wanted: bool = True
 
     def operation(self, metrics: OperationMetrics) -> None:
         # The endpoint is `scheme://host:port` (endpoint_of), which holds no user-info and

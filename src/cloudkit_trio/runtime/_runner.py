@@ -266,6 +266,8 @@ class OperationRunner:
         self.inflight -= 1
         if self.inflight == 0:
             self._idle.set()
+        if not self._events.metrics_wanted:
+            return  # every collector discards it: build nothing
         operation = flight.operation
         if error is None and status is None:
             # Neither an answer nor an error: the caller was cancelled (its own deadline,

@@ -124,7 +124,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if pool is None:
             pool = self._add_pool(key)
         timeouts = request.extensions.get("timeout", _NO_TIMEOUTS)
-        connection = await pool.checkout(timeouts.get("pool"))
+        connection = await pool.checkout(timeouts.get("pool"), replayable=_replayable(request))
         try:
             if connection is None:
                 connection = await self._connect(pool, timeouts.get("connect"))
@@ -277,6 +277,12 @@ class PooledTransport(httpx.AsyncBaseTransport):
                 del pools[key]
         for connection in expired:
             await connection.aclose()
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """Whether the retry-once rule would send ``request`` again on a connection found
+    closed after the request reached it: an idempotent method with a body in memory."""
+    return request.method in _IDEMPOTENT and isinstance(request.stream, httpx.ByteStream)
 
 
 def _may_retry(connection: Connection, request: httpx.Request) -> bool:

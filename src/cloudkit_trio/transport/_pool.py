@@ -9,6 +9,7 @@ free slot directly, one at a time, by whoever gives one back.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from typing import Final
 
@@ -21,6 +22,11 @@ from ._connection import Connection
 __all__ = ["EndpointPool", "TransportStatistics"]
 
 _CLOSED: Final = "the transport is closed"
+# Seconds a connection may sit idle and still be reused without a liveness probe, for a
+# request that can be replayed if the connection was closed after all. Servers close idle
+# keep-alive connections after seconds (nginx 75, S3 about 20); one that closes sooner is
+# met by the retry-once rule, at the cost of one wasted write.
+_FRESH: Final = 1.0
 
 
 @attrs.frozen
@@ -80,18 +86,27 @@ class EndpointPool:
     slots: int = attrs.field(init=False, default=0)
     closed: bool = attrs.field(init=False, default=False)
 
-    async def checkout(self, pool_timeout: float | None) -> Connection | None:
+    async def checkout(
+        self, pool_timeout: float | None, *, replayable: bool = False
+    ) -> Connection | None:
         """A live idle connection, or None with a slot reserved for a new one.
 
         Waits, first come first served, while the endpoint is at its cap; raises
-        ``httpx.PoolTimeout`` after ``pool_timeout`` seconds of waiting.
+        ``httpx.PoolTimeout`` after ``pool_timeout`` seconds of waiting. ``replayable``
+        says the request may be sent again on a fresh connection if this one turns out
+        to be closed (the transport's retry-once rule): then a connection idle for less
+        than ``_FRESH`` seconds is taken without the liveness probe, a system call per
+        request that would almost never find anything.
         """
         idle = self.idle
         if idle:
-            cutoff = trio.current_time() - self.keepalive_expiry
+            now = trio.current_time()
+            cutoff = now - self.keepalive_expiry
+            fresh = now - _FRESH if replayable else math.inf
             while idle:
                 connection = idle.pop()
-                if connection.idle_since > cutoff and connection.is_alive():
+                since = connection.idle_since
+                if since > cutoff and (since > fresh or connection.is_alive()):
                     self.active.add(connection)
                     return connection
                 # The newest idle connection expired or died: close it and free its slot
