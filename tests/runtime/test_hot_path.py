@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import httpx
+import trio
+import trio.testing
 
 import cloudkit_trio as ck
 from cloudkit_trio.testing import CapturingLogger, RecordingMetrics
 from cloudkit_trio.transport import NoAuthSigner
 
 if TYPE_CHECKING:
-    import trio.testing
+    import pytest
 
     from cloudkit_trio.spi import OperationMetrics
 
@@ -73,3 +75,27 @@ class TestNoopMetrics:
             for _ in range(20):
                 await cloud.execute(OPERATION)
         assert len(metrics.operations) == 20
+
+
+class TestClockReads:
+    async def test_one_read_per_decision_point(
+        self, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A successful operation reads Trio's clock three times: when it departs, when
+        its attempt starts (budget, admission and the attempt share it) and when the
+        attempt ends (the operation's end too)."""
+        async with build() as cloud:
+            await cloud.execute(OPERATION)  # the endpoint's state is made on first use
+            reads = 0
+            real = trio.current_time
+
+            def counting() -> float:
+                nonlocal reads
+                reads += 1
+                return real()
+
+            monkeypatch.setattr(trio, "current_time", counting)
+            for _ in range(10):
+                await cloud.execute(OPERATION)
+            monkeypatch.undo()
+        assert reads == 30

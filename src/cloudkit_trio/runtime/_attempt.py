@@ -74,7 +74,12 @@ class Attempts:
         self.interrupted: Callable[[Flight], CloudError] = _no_interruptions
 
     async def send(
-        self, flight: Flight, credentials: Credentials | None, *, stream: bool
+        self,
+        flight: Flight,
+        credentials: Credentials | None,
+        *,
+        stream: bool,
+        now: float | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """One attempt; a successful response and its body, or a :class:`CloudError`.
 
@@ -84,7 +89,8 @@ class Attempts:
         """
         endpoint = flight.endpoint
         breaker = self._breakers.get(endpoint)
-        now = trio.current_time()
+        if now is None:
+            now = trio.current_time()
         permit: Permit | None = None
         if breaker is not None:
             try:
@@ -150,7 +156,7 @@ class Attempts:
             # Synchronous, so slots and a half-open probe permit come back even when
             # cancelled. An attempt cut short by its operation's deadline or by shutdown
             # was not answered: it teaches the gate nothing.
-            end = trio.current_time()
+            end = flight.attempt_ended = trio.current_time()
             gate.answered(end, end - now, failure, counted=counted, sent=answered)
             if breaker is not None and permit is not None:
                 breaker.release(permit, outcome, end, failure)

@@ -43,6 +43,7 @@ class Flight:
     """The runtime's record of one operation between admission and its end."""
 
     __slots__ = (
+        "attempt_ended",
         "bulkhead",
         "deadline",
         "endpoint",
@@ -88,3 +89,5 @@ class Flight:
         self.waiting_for = Wait.CAPACITY
         #: The retry budget refused a retry the policy wanted.
         self.retry_suppressed = False
+        #: When the last attempt ended (``trio.current_time()``), or the start before one.
+        self.attempt_ended = start

@@ -149,10 +149,13 @@ class OperationRunner:
         error: CloudError | None = None
         attempts = 0
         status: int | None = None
+        ended: float | None = None
         try:
             response, content, attempts = await self._start(flight, stream=False)
             self._admission.release(flight)
             status = response.status_code
+            # The body was read within the attempt: its end is the operation's.
+            ended = flight.attempt_ended
         except CloudError as exc:
             error = exc
             attempts = exc.attempt or attempts
@@ -161,14 +164,14 @@ class OperationRunner:
             error = self._unexpected(flight, exc)
             raise error from exc
         finally:
-            self._land(flight, attempts, status, error)
+            self._land(flight, attempts, status, error, ended)
         return Response(
             status_code=response.status_code,
             headers=response.headers,
             content=content,
             url=flight.url,
             attempts=attempts,
-            elapsed=trio.current_time() - flight.start,
+            elapsed=ended - flight.start,
         )
 
     @asynccontextmanager
@@ -260,7 +263,12 @@ class OperationRunner:
         return flight
 
     def _land(
-        self, flight: Flight, attempts: int, status: int | None, error: CloudError | None
+        self,
+        flight: Flight,
+        attempts: int,
+        status: int | None,
+        error: CloudError | None,
+        ended: float | None = None,
     ) -> None:
         """The operation is over, whichever way: uncount it and report it, once."""
         self.inflight -= 1
@@ -287,7 +295,7 @@ class OperationRunner:
                 provider=self._provider,
                 service=operation.service,
                 operation=operation.name,
-                duration=max(trio.current_time() - flight.start, 0.0),
+                duration=max((trio.current_time() if ended is None else ended) - flight.start, 0.0),
                 outcome=outcome,
                 retry_count=max(attempts - 1, 0),
                 status_code=status,
@@ -376,7 +384,11 @@ class OperationRunner:
         sent = 0  # every attempt made, a forced credential retry included
         refreshed = False
         gate = flight.gate
-        gate.first_attempt(trio.current_time())
+        # One clock read per attempt's start, shared by the budget, admission and the
+        # attempt itself; None once a wait has made it stale.
+        started = trio.current_time()
+        gate.first_attempt(started)
+        now: float | None = started
         while True:
             attempt += 1
             sent += 1
@@ -388,10 +400,16 @@ class OperationRunner:
                     credentials = refresher.current_nowait()
                     if credentials is None:
                         credentials = await self._wait(flight, Wait.CREDENTIALS, refresher.current)
-                token_delay = gate.admit(flight, trio.current_time())
+                        now = None
+                if now is None:
+                    now = trio.current_time()
+                token_delay = gate.admit(flight, now)
                 if token_delay:
                     await self._wait_for_token(flight, token_delay)
-                response, content = await self._attempts.send(flight, credentials, stream=stream)
+                    now = None
+                response, content = await self._attempts.send(
+                    flight, credentials, stream=stream, now=now
+                )
             except CloudError as error:
                 error.add_context(
                     provider=self._provider_name,
@@ -424,6 +442,7 @@ class OperationRunner:
                         Wait.CREDENTIALS,
                         partial(refresher.refresh_after_rejection, credentials),
                     )
+                    now = None
                     continue
                 delay = self._retry_delay(flight, error, attempt)
                 if delay is None:
@@ -438,6 +457,7 @@ class OperationRunner:
                     type(error).__name__,
                 )
                 await self._wait(flight, Wait.BACKOFF, partial(trio.sleep, delay))
+                now = None
                 continue
             return response, content, sent
 
