@@ -18,9 +18,8 @@ figures, both measured in the same run:
      floor (``http_transport.h11_figures``);
    * ``cloud.execute``: ``await cloud.execute(op)`` through the whole runtime (credentials,
      the endpoint's breaker and admission, the retry policy, metrics, the logger) on its
-     default transport, with signing off: ``.signer(NoAuthSigner())``. Otherwise the same
-     context as ``http_transport.py``'s ``cloud.execute`` row, which signs (AWS contexts
-     sign every operation by default), with the concurrency caps raised so they never bind;
+     default transport, with signing off: ``.signer(NoAuthSigner())``, the concurrency
+     caps raised so they never bind (``http_transport.cloud_execute_figures``);
    * ``httpx``: one shared ``httpx.AsyncClient``, httpx's default transport (64
      connections), for reference only: it sends a quarter of ``--requests``
      (``--httpx-requests``), being slow at high concurrency, and ``--no-httpx`` skips it.
@@ -79,9 +78,6 @@ from pathlib import Path
 import httpx
 import trio
 
-import cloudkit_trio
-from cloudkit_trio.transport import NoAuthSigner
-
 # The other benchmarks are plain scripts beside this one, not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_transport
@@ -107,42 +103,9 @@ LoopbackCase = Callable[[int, str, int, int], Awaitable[http_transport.Figures |
 # -- the one case neither benchmark has ------------------------------------------------------
 
 
-async def execute_unsigned_figures(
-    concurrency: int, url: str, requests: int, warmup: int
-) -> http_transport.Figures:
-    """``cloud.execute`` with signing off: ``http_transport.cloud_execute_figures``'s context
-    with ``.signer(NoAuthSigner())`` added (that function's context signs, and takes no
-    signer), measured by the same ``http_transport.measure``."""
-    config = cloudkit_trio.CloudConfig(
-        max_concurrency=max(256, concurrency), max_concurrency_per_endpoint=max(64, concurrency)
-    )
-    context = (
-        cloudkit_trio.CloudContext.builder(cloudkit_trio.ProviderType.AWS)
-        .config(config)
-        .auth_provider(
-            cloudkit_trio.StaticAuthProvider(cloudkit_trio.Credentials("AKID", "SECRET"))
-        )
-        .signer(NoAuthSigner())
-        .logger(cloudkit_trio.StdlibLogger())
-        .build()
-    )
-    operation = cloudkit_trio.Operation(service="bench", name="get", url=url)
-    async with context as cloud:
-
-        async def open_worker() -> tuple[http_transport.Request, Callable[[], Awaitable[None]]]:
-            async def one() -> None:
-                response = await cloud.execute(operation)
-                if response.status_code != 200:
-                    raise RuntimeError(f"unexpected status {response.status_code}")
-
-            return one, http_transport._noop
-
-        return await http_transport.measure(open_worker, concurrency, requests, warmup)
-
-
 LOOPBACK_CASES: dict[str, LoopbackCase] = {
     "h11 loop": http_transport.h11_figures,
-    "cloud.execute": execute_unsigned_figures,
+    "cloud.execute": http_transport.cloud_execute_figures,
     "httpx": http_transport.httpx_figures,
 }
 

@@ -124,7 +124,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if pool is None:
             pool = self._add_pool(key)
         timeouts = request.extensions.get("timeout", _NO_TIMEOUTS)
-        connection = await pool.checkout(timeouts.get("pool"), replayable=_replayable(request))
+        connection = await pool.checkout(timeouts.get("pool"), now, replayable=_replayable(request))
         try:
             if connection is None:
                 connection = await self._connect(pool, timeouts.get("connect"))

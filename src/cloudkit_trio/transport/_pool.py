@@ -87,12 +87,13 @@ class EndpointPool:
     closed: bool = attrs.field(init=False, default=False)
 
     async def checkout(
-        self, pool_timeout: float | None, *, replayable: bool = False
+        self, pool_timeout: float | None, now: float, *, replayable: bool = False
     ) -> Connection | None:
         """A live idle connection, or None with a slot reserved for a new one.
 
         Waits, first come first served, while the endpoint is at its cap; raises
-        ``httpx.PoolTimeout`` after ``pool_timeout`` seconds of waiting. ``replayable``
+        ``httpx.PoolTimeout`` after ``pool_timeout`` seconds of waiting. ``now`` is the
+        caller's ``trio.current_time()``. ``replayable``
         says the request may be sent again on a fresh connection if this one turns out
         to be closed (the transport's retry-once rule): then a connection idle for less
         than ``_FRESH`` seconds is taken without the liveness probe, a system call per
@@ -100,7 +101,6 @@ class EndpointPool:
         """
         idle = self.idle
         if idle:
-            now = trio.current_time()
             cutoff = now - self.keepalive_expiry
             fresh = now - _FRESH if replayable else math.inf
             while idle:
