@@ -14,6 +14,7 @@ PUBLIC_MODULES = [
     "cloudkit_trio.actors",
     "cloudkit_trio.aws",
     "cloudkit_trio.demo",
+    "cloudkit_trio.redis",
     "cloudkit_trio.runtime",
     "cloudkit_trio.spi",
     "cloudkit_trio.testing",

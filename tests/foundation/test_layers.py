@@ -36,11 +36,14 @@ PACKAGE_LAYERS: Final = {
     "transport": "transport",
     "runtime": "runtime",
     "aws": "aws",
+    "redis": "redis",
     "testing": "facade",
     "demo": "facade",
 }
 
-LAYERS: Final = ("actors", "foundation", "spi", "transport", "runtime", "aws", "facade")
+LAYERS: Final = (
+    "actors", "foundation", "spi", "transport", "redis", "runtime", "aws", "facade"
+)  # fmt: skip
 
 #: Which layers of ours each layer may import (its own always included).
 MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
@@ -49,6 +52,8 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "foundation": frozenset({"foundation"}),
     "spi": frozenset({"foundation", "spi"}),
     "transport": frozenset({"foundation", "spi", "transport"}),
+    # A shared-state backend implements the SPI on a store's client, and nothing else.
+    "redis": frozenset({"foundation", "spi", "redis"}),
     "runtime": frozenset({"foundation", "spi", "transport", "actors", "runtime"}),
     # The cloud-specific clients build on the facade's Cloud (see EXCEPTIONS), never on
     # the runtime's actors.
@@ -74,6 +79,8 @@ THIRD_PARTY: Final[dict[str, frozenset[str] | None]] = {
     "foundation": frozenset({"trio", "attrs", "httpx"}),
     "spi": frozenset({"trio", "attrs", "prometheus_client"}),
     "transport": frozenset({"trio", "attrs", "httpx", "h11"}),
+    # The optional extra's client, imported by this package alone.
+    "redis": frozenset({"trio", "attrs", "coredis"}),
     "runtime": frozenset({"trio", "attrs", "httpx"}),
     "aws": frozenset({"trio", "attrs", "httpx"}),
     "facade": None,

@@ -30,6 +30,7 @@ from ._retry import (
     RetryDecision,
     RetryPolicy,
 )
+from ._shared_state import ForcedState, Lease, SharedState, SharedStateUnavailable
 
 __all__ = [
     "AdaptiveConcurrency",
@@ -41,7 +42,9 @@ __all__ = [
     "EnvAuthProvider",
     "ExponentialBackoff",
     "FixedDelay",
+    "ForcedState",
     "Jitter",
+    "Lease",
     "LogEntry",
     "LogLevel",
     "Logger",
@@ -59,6 +62,8 @@ __all__ = [
     "RetryBudget",
     "RetryDecision",
     "RetryPolicy",
+    "SharedState",
+    "SharedStateUnavailable",
     "StaticAuthProvider",
     "StdlibLogger",
     "StructuredLogger",

@@ -1,0 +1,302 @@
+"""The Redis backend of :class:`~cloudkit_trio.spi.SharedState`, on coredis (native on Trio).
+
+Each operation is one server-side Lua script, so it is atomic however many processes run
+it at once, and it reads the server's clock (``TIME``), so hosts with skewed clocks agree.
+Every key is under ``namespace`` and expires; nothing grows without bound. Every call is
+bounded by ``timeout`` (20 ms by default): past it, or on any error of the store, the call
+raises :class:`~cloudkit_trio.spi.SharedStateUnavailable` and the caller decides locally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Final, Self
+
+import attrs
+import coredis
+import coredis.exceptions
+import coredis.retry
+import trio
+
+from .._errors import ConfigError
+from .._validation import check_seconds
+from ..spi._shared_state import ForcedState, Lease, SharedState, SharedStateUnavailable
+
+__all__ = ["RedisState"]
+
+# Time in milliseconds: the caller's clock when one is given (tests), else the server's.
+_NOW: Final = """
+local now
+if ARGV[1] ~= '' then
+    now = tonumber(ARGV[1])
+else
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS[1] bucket; ARGV: now, rate (per second), burst, count. A bucket is created full;
+# it expires once it would have refilled anyway, so an idle key costs nothing.
+_LEASE: Final = (
+    _NOW
+    + """
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local count = tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+    tokens = burst
+    at = now
+end
+if now > at then
+    tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+    at = now
+end
+local granted = math.min(count, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+local wait = 0
+if granted < count then
+    wait = (1 - tokens) * 1000 / rate
+end
+return {granted, tostring(wait)}
+"""
+)
+
+# KEYS[1] the endpoint's reports; ARGV: now, process, milliseconds. The key lives as long
+# as its latest report (relative to now: the clock may be the caller's, not the server's).
+_REPORT_OPEN: Final = (
+    _NOW
+    + """
+local expiry = now + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], expiry, ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(last[2]) - now) + 1000)
+return 1
+"""
+)
+
+# KEYS[1] the endpoint's reports; ARGV: now. Reports past their time are dropped first.
+_OPEN_REPORTS: Final = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"""
+)
+
+# KEYS[1] the probe lease; ARGV: process, milliseconds.
+_ACQUIRE_PROBE: Final = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+"""
+
+# KEYS[1] the probe lease; ARGV: process.
+_RELEASE_PROBE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_DEFAULT_TIMEOUT: Final = 0.020
+_DEFAULT_OVERRIDE_TTL: Final = 3600.0
+
+
+class _NoScript(Exception):
+    """The server does not have the script cached (internal)."""
+
+
+@attrs.frozen
+class _Script:
+    source: str
+    sha: str = attrs.field(init=False)
+
+    @sha.default
+    def _digest(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+
+class RedisState(SharedState):
+    """Endpoint state shared through one Redis server.
+
+    Args:
+        url: ``redis://host:port/db`` (``rediss://`` for TLS; credentials in the URL are
+            used to connect and never logged or shown).
+        namespace: Prefix of every key, so several applications can share a server.
+        timeout: Seconds any one call may take before the runtime decides locally.
+        override_ttl: Seconds a manual override (:meth:`force`) lasts unless lifted or
+            set again: keys expire, and an operator's override is renewed by setting it.
+        clock: The time the scripts count in, seconds; None (the default) uses the Redis
+            server's clock, the same for every host. Tests pass ``trio.current_time``
+            to drive shared buckets with Trio's mock clock.
+
+    Use it as an async context manager (it owns its connections), or hand it to the
+    builder, which enters it in the context's supervision tree.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "cloudkit",
+        timeout: float = _DEFAULT_TIMEOUT,
+        override_ttl: float = _DEFAULT_OVERRIDE_TTL,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                "RedisState.url must be a redis://, rediss:// or unix:// URL", field="url"
+            )
+        if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+            raise ConfigError(
+                f"RedisState.namespace must be a non-empty word, got {namespace!r}",
+                field="namespace",
+                value=namespace,
+            )
+        self._timeout = check_seconds("RedisState.timeout", timeout)
+        self._override_ttl = check_seconds("RedisState.override_ttl", override_ttl)
+        self._namespace = namespace
+        self._clock = clock
+        self._client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            url,
+            # Our own bound is the only one: no retries behind it, no longer socket waits.
+            retry_policy=coredis.retry.NoRetryPolicy(),
+            stream_timeout=self._timeout,
+            connect_timeout=self._timeout,
+        )
+        self._scripts = {
+            "lease": _Script(_LEASE),
+            "report_open": _Script(_REPORT_OPEN),
+            "open_reports": _Script(_OPEN_REPORTS),
+            "acquire_probe": _Script(_ACQUIRE_PROBE),
+            "release_probe": _Script(_RELEASE_PROBE),
+        }
+        self._entered = False
+
+    def __repr__(self) -> str:
+        # Never the URL: it may carry a password.
+        return f"RedisState(namespace={self._namespace!r}, timeout={self._timeout:g})"
+
+    async def __aenter__(self) -> Self:
+        await self._client.__aenter__()
+        self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._entered:
+            self._entered = False
+            await self._client.__aexit__(None, None, None)
+
+    # -- the operations -------------------------------------------------------------------
+
+    async def lease_tokens(self, key: str, *, rate: float, burst: int, count: int) -> Lease:
+        if count <= 0:
+            return Lease(0)
+        granted, wait = await self._run(
+            "lease", self._key("bucket", key), rate, max(burst, 1), count
+        )
+        return Lease(int(granted), max(float(wait), 0.0) / 1000.0)
+
+    async def report_open(self, endpoint: str, process: str, seconds: float) -> None:
+        await self._run(
+            "report_open", self._key("open", endpoint), process, math.ceil(seconds * 1000)
+        )
+
+    async def report_closed(self, endpoint: str, process: str) -> None:
+        key = self._key("open", endpoint)
+        await self._call(lambda: self._client.zrem(key, [process]))
+
+    async def open_reports(self, endpoint: str) -> int:
+        return int(await self._run("open_reports", self._key("open", endpoint)))
+
+    async def acquire_probe(self, endpoint: str, process: str, seconds: float) -> bool:
+        held = await self._run(
+            "acquire_probe",
+            self._key("probe", endpoint),
+            process,
+            math.ceil(seconds * 1000),
+            timed=False,
+        )
+        return bool(held)
+
+    async def release_probe(self, endpoint: str, process: str) -> None:
+        await self._run("release_probe", self._key("probe", endpoint), process, timed=False)
+
+    async def force(self, endpoint: str, state: ForcedState | None) -> None:
+        key = self._key("force", endpoint)
+        if state is None:
+            await self._call(lambda: self._client.delete([key]))
+        else:
+            ttl = math.ceil(self._override_ttl * 1000)
+            await self._call(lambda: self._client.set(key, state.value, px=ttl))
+
+    async def forced(self, endpoint: str) -> ForcedState | None:
+        key = self._key("force", endpoint)
+        value = await self._call(lambda: self._client.get(key))
+        if value is None:
+            return None
+        try:
+            return ForcedState(value.decode() if isinstance(value, bytes) else str(value))
+        except ValueError:
+            return None  # somebody else's value under our key: not an override we know
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self._namespace}:{kind}:{name}"
+
+    async def _run(self, name: str, key: str, *args: object, timed: bool = True) -> Any:
+        """Run script ``name`` on ``key``; ``timed`` scripts get the clock first."""
+        arguments: list[str | int | float] = []
+        if timed:
+            clock = self._clock
+            arguments.append("" if clock is None else str(int(clock() * 1000)))
+        arguments.extend(a if isinstance(a, int | float) else str(a) for a in args)
+        script = self._scripts[name]
+        try:
+            return await self._call(lambda: self._client.evalsha(script.sha, [key], arguments))
+        except _NoScript:
+            # A server that restarted (or never saw it) does not know the script yet:
+            # EVAL sends it and caches it there for the next EVALSHA.
+            return await self._call(lambda: self._client.eval(script.source, [key], arguments))
+
+    async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Send ``command()`` within the bound, mapping every failure of the store."""
+        if not self._entered:
+            raise SharedStateUnavailable("the Redis backend is not open (use it with async with)")
+        with trio.move_on_after(self._timeout) as scope:
+            try:
+                return await command()
+            except coredis.exceptions.NoScriptError:
+                raise _NoScript from None
+            except coredis.exceptions.ResponseError as exc:
+                # The server refused the command: its message says why (no secret is
+                # ever sent to Redis, so none can come back).
+                raise SharedStateUnavailable(f"Redis refused a command: {exc}") from None
+            except coredis.exceptions.RedisError as exc:
+                raise SharedStateUnavailable(f"Redis failed: {type(exc).__name__}") from None
+            except (OSError, TimeoutError) as exc:
+                raise SharedStateUnavailable(f"Redis unreachable: {type(exc).__name__}") from None
+        assert scope.cancelled_caught
+        raise SharedStateUnavailable(f"Redis did not answer within {self._timeout * 1000:g} ms")
