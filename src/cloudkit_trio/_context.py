@@ -15,7 +15,7 @@ from ._errors import ConfigError
 from ._operation import Operation, Response, endpoint_of
 from ._provider import ProviderType
 from ._submission import Reply, Submission
-from ._validation import check_seconds, check_url
+from ._validation import check_count, check_seconds, check_url
 from .actors import Strategy, SupervisorHandle, SupervisorSnapshot
 from .runtime._admission import AdmissionSettings, EndpointAdmission
 from .runtime._aggregator import AggregatorStatistics
@@ -26,18 +26,21 @@ from .runtime._lifecycle import ContextState
 from .runtime._queue import SubmissionChannel
 from .runtime._router import RouterStatistics
 from .runtime._runner import OperationRunner, RunnerStatistics
+from .runtime._shared import SharedSettings, SharedSnapshot, default_process_id
 from .spi import (
     AdaptiveConcurrency,
     AuthProvider,
     CircuitBreaker,
     EnvAuthProvider,
     ExponentialBackoff,
+    ForcedState,
     Logger,
     MetricsCollector,
     NoopMetrics,
     RateLimit,
     RetryBudget,
     RetryPolicy,
+    SharedState,
     StdlibLogger,
 )
 from .transport._signing import BearerTokenSigner, PerServiceSigner, RequestSigner
@@ -140,6 +143,7 @@ class CloudContextBuilder:
         self._rate_limits: dict[str | None, RateLimit] = {}
         self._concurrency: AdaptiveConcurrency | None = None
         self._shed = True
+        self._shared: SharedSettings | None = None
 
     def config(self, config: CloudConfig) -> CloudContextBuilder:
         """Use ``config`` (see :class:`CloudConfig`)."""
@@ -269,6 +273,47 @@ class CloudContextBuilder:
         self._concurrency = settings
         return self
 
+    def shared_state(
+        self,
+        backend: SharedState | None,
+        *,
+        quorum: int = 2,
+        poll_interval: float = 0.05,
+        process: str | None = None,
+    ) -> CloudContextBuilder:
+        """Share what this process learns about endpoints with other processes (off by
+        default; ``None`` turns it off again).
+
+        ``backend`` is a :class:`~cloudkit_trio.SharedState`, such as
+        :class:`cloudkit_trio.redis.RedisState`. A breaker that opens on its own failures
+        tells the others; ``quorum`` processes reporting an endpoint open open this one's
+        breaker too; overrides set with :meth:`Cloud.force_everywhere` reach every
+        process. The view is read every ``poll_interval`` seconds, never by an operation:
+        when the store is down or slow, every decision is local. ``process`` names this
+        process in the store (default ``host:pid:random``).
+
+        .. versionadded:: 0.2.0
+        """
+        if backend is None:
+            self._shared = None
+            return self
+        _check_instance("shared_state", backend, SharedState)
+        check_count("shared_state quorum", quorum, field="quorum")
+        check_seconds("shared_state poll_interval", poll_interval, field="poll_interval")
+        if process is not None and (not isinstance(process, str) or not process.strip()):
+            raise ConfigError(
+                f"shared_state process must be a non-empty name, got {process!r}",
+                field="process",
+                value=process,
+            )
+        self._shared = SharedSettings(
+            backend=backend,
+            quorum=quorum,
+            poll_interval=float(poll_interval),
+            process=process if process is not None else default_process_id(),
+        )
+        return self
+
     def deadline_shedding(self, enabled: bool) -> CloudContextBuilder:
         """Refuse an attempt whose deadline is shorter than its endpoint's recent median
         latency (on by default): ``OperationTimeout(waiting_for="admission")``, unsent.
@@ -346,6 +391,7 @@ class CloudContextBuilder:
             mandatory_window=self._windows[1],
             metrics_flush_interval=self._flush_interval,
             workers=self._workers,
+            shared=self._shared,
             admission=AdmissionSettings(
                 budget=self._budget,
                 rate_limits=dict(self._rate_limits),
@@ -531,6 +577,9 @@ class CloudSnapshot:
     shed: int = 0
     #: Operations an adaptive concurrency limit refused (``Overloaded``).
     overloaded: int = 0
+    #: The state shared with other processes as this one sees it; None when not shared.
+    #: (.. versionadded:: 0.2.0)
+    shared: SharedSnapshot | None = None
 
 
 @final
@@ -701,6 +750,7 @@ class Cloud:
             throttled=sum(a.throttled for a in admission),
             shed=sum(a.shed for a in admission),
             overloaded=sum(a.overloaded for a in admission),
+            shared=None if runtime.shared is None else runtime.shared.snapshot(),
         )
 
     # -- breakers ----------------------------------------------------------------------------
@@ -724,6 +774,27 @@ class Cloud:
     def reset_breaker(self, url_or_endpoint: str) -> None:
         """Close the endpoint's breaker and forget its failures."""
         self._runtime.breakers.breaker(endpoint_of(url_or_endpoint)).reset(trio.current_time())
+
+    async def force_everywhere(self, url_or_endpoint: str, state: ForcedState | None) -> None:
+        """Force the endpoint's breaker open or closed in every process sharing state
+        (:meth:`CloudContextBuilder.shared_state`), or with None lift the override and
+        reset it. Applied here at once and by the others at their next poll; the override
+        lasts until lifted (``RedisState``'s ``override_ttl`` renews it on every set).
+
+        Raises :class:`SharedStateUnavailable` when the store did not take it (nothing
+        changed then), and ``RuntimeError`` when this context shares no state.
+
+        .. versionadded:: 0.2.0
+        """
+        shared = self._runtime.shared
+        if shared is None:
+            raise RuntimeError(
+                "this context shares no state; configure it with "
+                "CloudContext.builder(...).shared_state(backend)"
+            )
+        if state is not None and not isinstance(state, ForcedState):
+            raise TypeError(f"state must be a ForcedState or None, got {state!r}")
+        await shared.force_everywhere(endpoint_of(url_or_endpoint), state)
 
     # -- shutdown ----------------------------------------------------------------------------
 

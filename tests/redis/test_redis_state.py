@@ -94,8 +94,8 @@ class TestSharedBucket:
             keys = sorted(k.decode() for k in await client.keys("*"))
             assert keys == [
                 "app1:bucket:s3",
-                f"app1:force:{ENDPOINT}",
                 f"app1:open:{ENDPOINT}",
+                "app1:overrides",
                 f"app1:probe:{ENDPOINT}",
             ]
             for key in keys:
@@ -145,8 +145,10 @@ class TestBreakerSignals:
             assert await two.forced(ENDPOINT) is ck.ForcedState.OPEN
             await two.force(ENDPOINT, ck.ForcedState.CLOSED)
             assert await one.forced(ENDPOINT) is ck.ForcedState.CLOSED
+            assert await two.overrides() == {ENDPOINT: ck.ForcedState.CLOSED}
             await one.force(ENDPOINT, None)
             assert await two.forced(ENDPOINT) is None
+            assert await two.overrides() == {}
 
 
 class TestFailures:
@@ -205,3 +207,21 @@ class TestFailures:
         backend = RedisState("redis://127.0.0.1:1/0")
         with pytest.raises(ck.SharedStateUnavailable, match="not open"):
             await backend.forced(ENDPOINT)
+
+
+class TestViews:
+    async def test_one_step_says_reports_and_overrides_of_many_endpoints(
+        self, redis_server: RedisServer, clock: trio.testing.MockClock
+    ) -> None:
+        other = "https://sqs.us-east-1.amazonaws.com:443"
+        async with state(redis_server) as one, state(redis_server) as two:
+            assert await one.views([]) == []
+            await one.report_open(ENDPOINT, "p1", 30.0)
+            await two.report_open(ENDPOINT, "p2", 30.0)
+            await two.force(other, ck.ForcedState.CLOSED)
+            assert await one.views([ENDPOINT, other]) == [
+                ck.SharedView(2),
+                ck.SharedView(0, ck.ForcedState.CLOSED),
+            ]
+            await two.recovered(ENDPOINT)  # every process's report goes
+            assert await one.views([ENDPOINT]) == [ck.SharedView(0)]

@@ -32,6 +32,8 @@ EXPECTED = {
     (S.HALF_OPEN, E.PROBE_SUCCEEDED): S.CLOSED,
     (S.HALF_OPEN, E.PROBE_FAILED): S.OPEN,
     (S.HALF_OPEN, E.IDLE_EXPIRED): S.CLOSED,
+    (S.CLOSED, E.QUORUM_REACHED): S.OPEN,
+    (S.HALF_OPEN, E.QUORUM_REACHED): S.OPEN,
     **{(state, E.FORCE_OPEN): S.FORCED_OPEN for state in S},
     **{(state, E.FORCE_CLOSED): S.FORCED_CLOSED for state in S},
     **{(state, E.RESET): S.CLOSED for state in S},
@@ -246,6 +248,22 @@ class TestBreaker:
         assert breaker.snapshot(12.0).calls_in_window == 0 and changes == []
         fail(breaker, 12.0, 3)
         assert breaker.state is S.CLOSED
+
+    @pytest.mark.parametrize("state", list(S), ids=str)
+    def test_open_by_quorum_opens_only_a_closed_or_probing_breaker(
+        self, state: BreakerState
+    ) -> None:
+        """Other processes' reports open a closed or half-open breaker for a full break,
+        with no failure of its own; open and forced breakers are left as they are."""
+        breaker, changes = breaker_in(state)
+        opened = breaker.open_by_quorum(20.0)
+        assert opened is (state in (S.CLOSED, S.HALF_OPEN))
+        if opened:
+            assert breaker.state is S.OPEN and breaker.last_event is E.QUORUM_REACHED
+            assert (breaker.opened_at, breaker.half_open_at) == (20.0, 25.0)
+            assert changes[-1] == (breaker, state, S.OPEN)
+        else:
+            assert breaker.state is state
 
     def test_manual_override_twice_is_not_a_change(self) -> None:
         """force_open on a forced-open breaker is fine and announces nothing."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -23,7 +23,13 @@ import trio
 
 from .._errors import ConfigError
 from .._validation import check_seconds
-from ..spi._shared_state import ForcedState, Lease, SharedState, SharedStateUnavailable
+from ..spi._shared_state import (
+    ForcedState,
+    Lease,
+    SharedState,
+    SharedStateUnavailable,
+    SharedView,
+)
 
 __all__ = ["RedisState"]
 
@@ -91,6 +97,32 @@ return redis.call('ZCARD', KEYS[1])
 """
 )
 
+# KEYS: the endpoints' reports, then the overrides hash; ARGV: now, then the endpoints.
+# Counts and overrides, in the order of the endpoints.
+_VIEWS: Final = (
+    _NOW
+    + """
+local overrides = KEYS[#KEYS]
+local result = {}
+for i = 1, #KEYS - 1 do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    result[#result + 1] = redis.call('ZCARD', KEYS[i])
+    local forced = redis.call('HGET', overrides, ARGV[i + 1])
+    if forced == false then forced = '' end
+    result[#result + 1] = forced
+end
+return result
+"""
+)
+
+# KEYS[1] the overrides hash; ARGV: endpoint, state, milliseconds. Every override set
+# renews the hash's life: overrides last ``override_ttl`` after the latest one was set.
+_SET_OVERRIDE: Final = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 # KEYS[1] the probe lease; ARGV: process, milliseconds.
 _ACQUIRE_PROBE: Final = """
 local holder = redis.call('GET', KEYS[1])
@@ -111,6 +143,13 @@ return 0
 
 _DEFAULT_TIMEOUT: Final = 0.020
 _DEFAULT_OVERRIDE_TTL: Final = 3600.0
+
+
+def _forced_state(text: str) -> ForcedState | None:
+    try:
+        return ForcedState(text)
+    except ValueError:
+        return None  # nothing, or somebody else's value under our key
 
 
 class _NoScript(Exception):
@@ -135,8 +174,9 @@ class RedisState(SharedState):
             used to connect and never logged or shown).
         namespace: Prefix of every key, so several applications can share a server.
         timeout: Seconds any one call may take before the runtime decides locally.
-        override_ttl: Seconds a manual override (:meth:`force`) lasts unless lifted or
-            set again: keys expire, and an operator's override is renewed by setting it.
+        override_ttl: Seconds the manual overrides (:meth:`force`) last after the latest
+            one was set, unless lifted: every key expires, and setting an override again
+            renews them.
         clock: The time the scripts count in, seconds; None (the default) uses the Redis
             server's clock, the same for every host. Tests pass ``trio.current_time``
             to drive shared buckets with Trio's mock clock.
@@ -169,6 +209,7 @@ class RedisState(SharedState):
         self._timeout = check_seconds("RedisState.timeout", timeout)
         self._override_ttl = check_seconds("RedisState.override_ttl", override_ttl)
         self._namespace = namespace
+        self._overrides = f"{namespace}:overrides"
         self._clock = clock
         self._client: coredis.Redis[bytes] = coredis.Redis.from_url(
             url,
@@ -181,6 +222,8 @@ class RedisState(SharedState):
             "lease": _Script(_LEASE),
             "report_open": _Script(_REPORT_OPEN),
             "open_reports": _Script(_OPEN_REPORTS),
+            "views": _Script(_VIEWS),
+            "set_override": _Script(_SET_OVERRIDE),
             "acquire_probe": _Script(_ACQUIRE_PROBE),
             "release_probe": _Script(_RELEASE_PROBE),
         }
@@ -230,6 +273,22 @@ class RedisState(SharedState):
     async def open_reports(self, endpoint: str) -> int:
         return int(await self._run("open_reports", self._key("open", endpoint)))
 
+    async def recovered(self, endpoint: str) -> None:
+        key = self._key("open", endpoint)
+        await self._call(lambda: self._client.delete([key]))
+
+    async def views(self, endpoints: Sequence[str]) -> list[SharedView]:
+        if not endpoints:
+            return []
+        keys = [self._key("open", e) for e in endpoints] + [self._overrides]
+        flat = await self._run_keys("views", keys, *endpoints)
+        views = []
+        for index in range(0, len(flat), 2):
+            forced = flat[index + 1]
+            text = forced.decode() if isinstance(forced, bytes) else str(forced)
+            views.append(SharedView(int(flat[index]), _forced_state(text)))
+        return views
+
     async def acquire_probe(self, endpoint: str, process: str, seconds: float) -> bool:
         held = await self._run(
             "acquire_probe",
@@ -244,22 +303,30 @@ class RedisState(SharedState):
         await self._run("release_probe", self._key("probe", endpoint), process, timed=False)
 
     async def force(self, endpoint: str, state: ForcedState | None) -> None:
-        key = self._key("force", endpoint)
+        key = self._overrides
         if state is None:
-            await self._call(lambda: self._client.delete([key]))
+            await self._call(lambda: self._client.hdel(key, [endpoint]))
         else:
             ttl = math.ceil(self._override_ttl * 1000)
-            await self._call(lambda: self._client.set(key, state.value, px=ttl))
+            await self._run_keys("set_override", [key], endpoint, state.value, ttl, timed=False)
 
     async def forced(self, endpoint: str) -> ForcedState | None:
-        key = self._key("force", endpoint)
-        value = await self._call(lambda: self._client.get(key))
+        key = self._overrides
+        value = await self._call(lambda: self._client.hget(key, endpoint))
         if value is None:
             return None
-        try:
-            return ForcedState(value.decode() if isinstance(value, bytes) else str(value))
-        except ValueError:
-            return None  # somebody else's value under our key: not an override we know
+        return _forced_state(value.decode() if isinstance(value, bytes) else str(value))
+
+    async def overrides(self) -> dict[str, ForcedState]:
+        key = self._overrides
+        found = await self._call(lambda: self._client.hgetall(key))
+        result = {}
+        for name, value in found.items():
+            endpoint = name.decode() if isinstance(name, bytes) else str(name)
+            state = _forced_state(value.decode() if isinstance(value, bytes) else str(value))
+            if state is not None:
+                result[endpoint] = state
+        return result
 
     # -- internals -----------------------------------------------------------------------
 
@@ -268,6 +335,9 @@ class RedisState(SharedState):
 
     async def _run(self, name: str, key: str, *args: object, timed: bool = True) -> Any:
         """Run script ``name`` on ``key``; ``timed`` scripts get the clock first."""
+        return await self._run_keys(name, [key], *args, timed=timed)
+
+    async def _run_keys(self, name: str, keys: list[str], *args: object, timed: bool = True) -> Any:
         arguments: list[str | int | float] = []
         if timed:
             clock = self._clock
@@ -275,11 +345,11 @@ class RedisState(SharedState):
         arguments.extend(a if isinstance(a, int | float) else str(a) for a in args)
         script = self._scripts[name]
         try:
-            return await self._call(lambda: self._client.evalsha(script.sha, [key], arguments))
+            return await self._call(lambda: self._client.evalsha(script.sha, keys, arguments))
         except _NoScript:
             # A server that restarted (or never saw it) does not know the script yet:
             # EVAL sends it and caches it there for the next EVALSHA.
-            return await self._call(lambda: self._client.eval(script.source, [key], arguments))
+            return await self._call(lambda: self._client.eval(script.source, keys, arguments))
 
     async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
         """Send ``command()`` within the bound, mapping every failure of the store."""

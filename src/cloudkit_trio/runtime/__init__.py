@@ -8,20 +8,23 @@ are run by :class:`cloudkit_trio.CloudContext`; this module exposes what you can
 
 from .._exports import publish
 from ._aggregator import AggregatorStatistics
-from ._breaker import BreakerSnapshot, BreakerState
+from ._breaker import BreakerEvent, BreakerSnapshot, BreakerState
 from ._credentials import CredentialsSnapshot
 from ._events import RuntimeMetric
 from ._router import RouterStatistics
 from ._runner import RunnerStatistics
+from ._shared import SharedSnapshot
 
 __all__ = [
     "AggregatorStatistics",
+    "BreakerEvent",
     "BreakerSnapshot",
     "BreakerState",
     "CredentialsSnapshot",
     "RouterStatistics",
     "RunnerStatistics",
     "RuntimeMetric",
+    "SharedSnapshot",
 ]
 
 publish(__name__, globals(), __all__)

@@ -63,6 +63,7 @@ from ._queue import SubmissionQueue
 from ._registry import BreakerRegistry
 from ._router import Router
 from ._runner import OperationRunner
+from ._shared import SharedSettings, SharedSync
 from ._signers import Signers
 from ._targets import Targets
 
@@ -100,6 +101,8 @@ class RuntimeSettings:
     metrics_flush_interval: float
     workers: WorkerSupervision = attrs.field(factory=lambda: WorkerSupervision())
     admission: AdmissionSettings = attrs.field(factory=AdmissionSettings)
+    #: Endpoint state shared with other processes, or None (the default: local only).
+    shared: SharedSettings | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -144,6 +147,11 @@ class Runtime:
             mandatory_window=settings.mandatory_window,
         )
         self.breakers = BreakerRegistry(settings.breaker, self.events, self.logger)
+        self.shared = (
+            None
+            if settings.shared is None
+            else SharedSync(settings.shared, self.breakers, self.events, self.logger)
+        )
         self.owns_transport = settings.transport is None
         self.transport = _transport(settings)
         self.admission = Admission(
@@ -201,6 +209,11 @@ class Runtime:
                 ChildSpec("metrics-aggregator", self.aggregator.run, shutdown=10.0),
                 ChildSpec("credential-refresher", self.refresher.run, shutdown=1.0),
                 ChildSpec("breakers", self.breakers.supervisor.run),
+                *(
+                    []
+                    if self.shared is None
+                    else [ChildSpec("shared-state", self.shared.run, shutdown=1.0)]
+                ),
                 ChildSpec("router", self.router.run, shutdown=1.0),
                 # Last, so it stops first: workers may still use the context while stopping.
                 ChildSpec(

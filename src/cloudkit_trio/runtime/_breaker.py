@@ -80,6 +80,8 @@ class BreakerEvent(enum.Enum):
     #: Half-open with no probe for ``idle_eviction`` seconds: nobody is asking any more,
     #: so there is nothing left to find out (the registry then evicts the breaker).
     IDLE_EXPIRED = "idle_expired"
+    #: Enough other processes report the endpoint open (shared state, ``quorum``).
+    QUORUM_REACHED = "quorum_reached"
     FORCE_OPEN = "force_open"
     FORCE_CLOSED = "force_closed"
     RESET = "reset"
@@ -101,6 +103,9 @@ TRANSITIONS: Final[Mapping[tuple[BreakerState, BreakerEvent], BreakerState]] = M
         (_S.HALF_OPEN, _E.PROBE_SUCCEEDED): _S.CLOSED,
         (_S.HALF_OPEN, _E.PROBE_FAILED): _S.OPEN,
         (_S.HALF_OPEN, _E.IDLE_EXPIRED): _S.CLOSED,
+        # Other processes saw the endpoint fail: open as if this one had.
+        (_S.CLOSED, _E.QUORUM_REACHED): _S.OPEN,
+        (_S.HALF_OPEN, _E.QUORUM_REACHED): _S.OPEN,
         # An operator may override or reset a breaker whatever it is doing.
         **{(state, _E.FORCE_OPEN): _S.FORCED_OPEN for state in _S},
         **{(state, _E.FORCE_CLOSED): _S.FORCED_CLOSED for state in _S},
@@ -198,6 +203,7 @@ class Breaker:
         "generation",
         "half_open_at",
         "inflight",
+        "last_event",
         "last_used",
         "on_change",
         "opened_at",
@@ -227,6 +233,8 @@ class Breaker:
         #: still running is not idle, however long ago they started.
         self.inflight = 0
         self.transitions = 0
+        #: The event of the latest transition (None before the first).
+        self.last_event: BreakerEvent | None = None
         self.last_used = now
         #: When the current state was entered.
         self.since = now
@@ -335,6 +343,17 @@ class Breaker:
         ):
             self._fire(BreakerEvent.BREAK_ELAPSED, now)
 
+    def open_by_quorum(self, now: float) -> bool:
+        """Open because enough processes report the endpoint open; True if it opened.
+
+        Only a breaker that is closed or probing opens: an open one is already, and an
+        operator's override wins.
+        """
+        if self.state is BreakerState.CLOSED or self.state is BreakerState.HALF_OPEN:
+            self._fire(BreakerEvent.QUORUM_REACHED, now)
+            return True
+        return False
+
     def force_open(self, now: float) -> None:
         """Reject every call until :meth:`reset`."""
         self._fire(BreakerEvent.FORCE_OPEN, now)
@@ -429,6 +448,7 @@ class Breaker:
         # Entering a state (or entering it again) starts a new era: outcomes of permits
         # handed out before describe the old one and are not counted.
         self.state = new
+        self.last_event = event
         self.since = now
         self.generation += 1
         self._permit = Permit(self.generation, probe=False)
@@ -442,6 +462,7 @@ class Breaker:
             self._recent.clear()
             self.opened_at, self.opened_by = None, ()
         elif new is BreakerState.OPEN:
+            # Opened by the quorum, its own window may hold no failure at all.
             self.opened_at, self.opened_by = now, tuple(self._recent)
         elif new is BreakerState.FORCED_OPEN:
             self.opened_at, self.opened_by = now, ()

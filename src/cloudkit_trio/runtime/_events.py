@@ -64,6 +64,12 @@ class RuntimeMetric(enum.StrEnum):
     CONCURRENCY_LIMIT = "concurrency_limit"
     #: Gauge of the adaptive rate limit, requests per second; tags endpoint.
     RATE_LIMIT = "rate_limit"
+    #: Counter of calls to the shared state that failed or timed out (the runtime then
+    #: decided locally); tags operation (what was asked: sync, report, force).
+    SHARED_STATE_UNAVAILABLE = "shared_state_unavailable"
+    #: Counter of breakers opened because enough other processes reported their
+    #: endpoint open; tags endpoint.
+    SHARED_OPENS = "shared_opens"
 
 
 @attrs.frozen
@@ -153,6 +159,12 @@ class RuntimeEvents:
 
     def retry_suppressed(self, endpoint: str) -> None:
         self.emit(Counter(RuntimeMetric.RETRIES_SUPPRESSED, 1.0, {"endpoint": mask_url(endpoint)}))
+
+    def shared_state_unavailable(self, operation: str) -> None:
+        self.emit(Counter(RuntimeMetric.SHARED_STATE_UNAVAILABLE, 1.0, {"operation": operation}))
+
+    def shared_open(self, endpoint: str) -> None:
+        self.emit(Counter(RuntimeMetric.SHARED_OPENS, 1.0, {"endpoint": mask_url(endpoint)}))
 
     def admission_refused(self, endpoint: str, reason: str) -> None:
         self.emit(

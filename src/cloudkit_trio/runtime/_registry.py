@@ -20,6 +20,7 @@ and the next new endpoint evicts back down to the bound once those calls are don
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Final, assert_never
 
@@ -75,6 +76,7 @@ class BreakerRegistry:
         # How often a new endpoint found no breaker safe to drop (logged, rarely).
         self._over_bound = 0
         self._child_ids: dict[str, str] = {}
+        self._listeners: list[Callable[[Breaker, BreakerState, BreakerState], None]] = []
         #: The breakers' supervisor: the registry actor first, then one actor per breaker.
         self.supervisor = Supervisor(
             [ChildSpec("registry", self._serve_requests, shutdown=1.0)],
@@ -158,7 +160,23 @@ class BreakerRegistry:
                 request=type(request).__name__,
             )
 
+    def add_listener(self, listener: Callable[[Breaker, BreakerState, BreakerState], None]) -> None:
+        """Call ``listener(breaker, old, new)`` after every transition (synchronous: it
+        must not block; the shared-state actor queues what it hears)."""
+        self._listeners.append(listener)
+
+    def recent(self, since: float) -> list[Breaker]:
+        """The breakers used or changed since ``since``, most recent first."""
+        found = []
+        for breaker in reversed(self._breakers.values()):
+            if breaker.idle_since < since:
+                break  # kept in order of use: the rest are older
+            found.append(breaker)
+        return found
+
     def _changed(self, breaker: Breaker, old: BreakerState, new: BreakerState) -> None:
+        for listener in self._listeners:
+            listener(breaker, old, new)
         self._events.breaker_transition(breaker.endpoint, old.value, new.value)
         wake = self._wakes.get(breaker.endpoint)
         if wake is not None:

@@ -30,7 +30,13 @@ from ._retry import (
     RetryDecision,
     RetryPolicy,
 )
-from ._shared_state import ForcedState, Lease, SharedState, SharedStateUnavailable
+from ._shared_state import (
+    ForcedState,
+    Lease,
+    SharedState,
+    SharedStateUnavailable,
+    SharedView,
+)
 
 __all__ = [
     "AdaptiveConcurrency",
@@ -64,6 +70,7 @@ __all__ = [
     "RetryPolicy",
     "SharedState",
     "SharedStateUnavailable",
+    "SharedView",
     "StaticAuthProvider",
     "StdlibLogger",
     "StructuredLogger",

@@ -263,6 +263,16 @@ _COUNTERS: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
         "Attempts refused at admission without a network call (throttled, shed).",
         ("endpoint", "reason"),
     ),
+    "shared_state_unavailable": (
+        "cloudkit_shared_state_unavailable_total",
+        "Calls to the shared state that failed or timed out; decided locally instead.",
+        ("operation",),
+    ),
+    "shared_opens": (
+        "cloudkit_shared_opens_total",
+        "Breakers opened because enough other processes reported their endpoint open.",
+        ("endpoint",),
+    ),
 }
 _GAUGES: Final[Mapping[str, tuple[str, str, tuple[str, ...]]]] = {
     "credential_age_seconds": (

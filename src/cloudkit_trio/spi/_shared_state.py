@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import attrs
 
 from .._errors import CloudError
 
-__all__ = ["ForcedState", "Lease", "SharedState", "SharedStateUnavailable"]
+__all__ = ["ForcedState", "Lease", "SharedState", "SharedStateUnavailable", "SharedView"]
 
 
 class SharedStateUnavailable(CloudError):
@@ -58,6 +59,19 @@ class ForcedState(enum.Enum):
         return self.value
 
 
+@attrs.frozen
+class SharedView:
+    """What the processes say about one endpoint now.
+
+    .. versionadded:: 0.2.0
+    """
+
+    #: Processes that report the endpoint open.
+    open_reports: int
+    #: The manual override, if any.
+    forced: ForcedState | None = None
+
+
 class SharedState(ABC):
     """Where processes share what they learn about endpoints.
 
@@ -88,6 +102,14 @@ class SharedState(ABC):
         """How many processes report ``endpoint`` open now."""
 
     @abstractmethod
+    async def recovered(self, endpoint: str) -> None:
+        """Withdraw every process's report: a probe found the endpoint healthy again."""
+
+    @abstractmethod
+    async def views(self, endpoints: Sequence[str]) -> list[SharedView]:
+        """:class:`SharedView` of each endpoint, in order, in one step of the store."""
+
+    @abstractmethod
     async def acquire_probe(self, endpoint: str, process: str, seconds: float) -> bool:
         """Take the endpoint's probe lease for ``seconds`` if nobody holds it (or
         ``process`` does): only its holder sends the half-open probe."""
@@ -103,6 +125,10 @@ class SharedState(ABC):
     @abstractmethod
     async def forced(self, endpoint: str) -> ForcedState | None:
         """The endpoint's manual override, if any."""
+
+    @abstractmethod
+    async def overrides(self) -> dict[str, ForcedState]:
+        """Every endpoint under a manual override, and its override."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional, nothing to release by default
         """Release the backend's connections. Idempotent."""

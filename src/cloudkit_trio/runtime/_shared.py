@@ -1,0 +1,275 @@
+"""The shared-state actor: what this process tells other processes, and what it hears.
+
+Operations never wait for the shared store. Breaker transitions are heard synchronously
+(a registry listener) and queued; the actor, a child of the runtime's supervisor, sends
+them and reads the other processes' view once every ``poll_interval``:
+
+- **Own openings are published.** A breaker that opens on its own failures reports the
+  endpoint open for one break; one whose probe succeeds withdraws every report (the
+  endpoint recovered, for everyone).
+- **Enough reports open the local breaker.** When ``quorum`` processes report an endpoint
+  open and this process's breaker is closed or probing, it opens for a full break
+  (:attr:`~cloudkit_trio.runtime.BreakerEvent.QUORUM_REACHED`), so one process's outage
+  costs the others no failures of their own.
+- **Manual overrides are cluster-wide.** An override set through
+  :meth:`~cloudkit_trio.Cloud.force_everywhere` (or by any process) forces the local
+  breaker open or closed; lifting it resets the local breaker.
+
+A call that fails or runs past the backend's bound is a normal fault: it is counted
+(``shared_state_unavailable``, ``snapshot().shared``), the process goes on deciding from
+its own breakers, and the next poll tries again, so it resynchronises by itself when the
+store comes back. Reports queued while the store was away are sent then, if still current.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+
+from .._errors import CloudError
+from ..spi._shared_state import ForcedState, SharedState, SharedStateUnavailable
+from ._breaker import Breaker, BreakerEvent, BreakerState
+
+if TYPE_CHECKING:
+    from ..spi import Logger
+    from ._events import RuntimeEvents
+    from ._registry import BreakerRegistry
+
+__all__ = ["SharedSettings", "SharedSnapshot", "SharedSync", "default_process_id"]
+
+# At most this many endpoints are looked at per poll: the most recently used ones.
+_MAX_VIEWED: Final = 256
+# Endpoints not used for this long are not looked at any more.
+_VIEW_HORIZON: Final = 300.0
+# Transitions heard but not yet sent, at most (the oldest are dropped past it).
+_MAX_PENDING: Final = 1024
+
+
+def default_process_id() -> str:
+    """``host:pid:random``: unique per process, and says nothing secret."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@attrs.frozen(kw_only=True)
+class SharedSettings:
+    """What the builder configured (validated there)."""
+
+    backend: SharedState
+    #: Processes that must report an endpoint open before this one opens too.
+    quorum: int = 2
+    #: Seconds between two polls of the shared view.
+    poll_interval: float = 0.05
+    #: This process's name in the shared state.
+    process: str = attrs.field(factory=default_process_id)
+
+
+@attrs.frozen
+class SharedSnapshot:
+    """The shared state as this process sees it (``snapshot().shared``).
+
+    .. versionadded:: 0.2.0
+    """
+
+    #: ``repr`` of the backend (never its URL).
+    backend: str
+    process: str
+    quorum: int
+    #: Whether the last call to the store succeeded.
+    available: bool
+    #: Calls that failed or ran past the bound since the start, and the last one's reason.
+    failures: int
+    last_error: str | None
+    #: Breakers this process opened because of the other processes' reports.
+    opened_by_quorum: int
+    #: Endpoints under a cluster-wide override, as last seen.
+    forced: dict[str, ForcedState]
+
+
+@attrs.frozen
+class _Report:
+    endpoint: str
+    #: Seconds the report lasts; 0.0 withdraws every report of the endpoint (recovered).
+    seconds: float
+    #: When it was heard (``trio.current_time()``).
+    at: float
+
+
+class SharedSync:
+    """The actor, and the synchronous hook the breaker registry calls."""
+
+    def __init__(
+        self,
+        settings: SharedSettings,
+        breakers: BreakerRegistry,
+        events: RuntimeEvents,
+        logger: Logger,
+    ) -> None:
+        self.settings = settings
+        self._breakers = breakers
+        self._events = events
+        self._logger = logger
+        self._pending: deque[_Report] = deque(maxlen=_MAX_PENDING)
+        self._wake = trio.Event()
+        self.available = False
+        self.failures = 0
+        self.last_error: str | None = None
+        self.opened_by_quorum = 0
+        self._forced: dict[str, ForcedState] = {}
+        breakers.add_listener(self._heard)
+
+    # -- heard from the breakers (synchronous) ---------------------------------------------
+
+    def _heard(self, breaker: Breaker, old: BreakerState, new: BreakerState) -> None:
+        event = breaker.last_event
+        if new is BreakerState.OPEN and event in (
+            BreakerEvent.FAILURE_THRESHOLD_REACHED,
+            BreakerEvent.PROBE_FAILED,
+        ):
+            self._queue(_Report(breaker.endpoint, breaker.settings.break_duration, breaker.since))
+        elif new is BreakerState.CLOSED and event is BreakerEvent.PROBE_SUCCEEDED:
+            self._queue(_Report(breaker.endpoint, 0.0, breaker.since))
+
+    def _queue(self, report: _Report) -> None:
+        self._pending.append(report)
+        self._wake.set()  # published now, not at the next poll
+
+    # -- the actor -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        backend = self.settings.backend
+        enter = getattr(backend, "__aenter__", None)
+        exit_ = getattr(backend, "__aexit__", None)
+        if enter is not None:
+            await enter()
+        try:
+            task_status.started()
+            while True:
+                await self.sync_once()
+                with trio.move_on_after(self.settings.poll_interval):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+        finally:
+            if exit_ is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await exit_(None, None, None)
+
+    async def sync_once(self) -> None:
+        """Send what was heard, then read and apply the other processes' view."""
+        await self._send_reports()
+        await self._apply_views()
+
+    async def force_everywhere(self, endpoint: str, state: ForcedState | None) -> None:
+        """Set or lift a cluster-wide override; applied here at once, elsewhere at their
+        next poll. Raises :class:`~cloudkit_trio.SharedStateUnavailable` when the store
+        does not take it (then nothing changed anywhere)."""
+        try:
+            await self.settings.backend.force(endpoint, state)
+        except Exception as error:
+            self._failed("force", error)
+            if isinstance(error, CloudError):
+                raise
+            raise SharedStateUnavailable(
+                f"the shared state backend failed: {type(error).__name__}"
+            ) from error
+        self._succeeded()
+        self._apply_forced(self._breakers.breaker(endpoint), state, trio.current_time())
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _send_reports(self) -> None:
+        backend, process = self.settings.backend, self.settings.process
+        while self._pending:
+            report = self._pending[0]
+            # A report held back while the store was away says only what is left of it.
+            left = report.seconds - (trio.current_time() - report.at)
+            try:
+                if report.seconds > 0.0:
+                    if left > 0.0:
+                        await backend.report_open(report.endpoint, process, left)
+                else:
+                    await backend.recovered(report.endpoint)
+            except Exception as error:  # every failure of the store is a fault like any
+                self._failed("report", error)
+                return  # kept: sent when the store answers again
+            self._succeeded()
+            self._pending.popleft()
+
+    async def _apply_views(self) -> None:
+        backend = self.settings.backend
+        try:
+            overrides = await backend.overrides()
+        except Exception as error:
+            self._failed("sync", error)
+            return
+        now = trio.current_time()
+        recent = self._breakers.recent(now - _VIEW_HORIZON)[:_MAX_VIEWED]
+        seen = {breaker.endpoint for breaker in recent}
+        # Overridden endpoints (now, or until now) are watched whether used here or not.
+        extra = [e for e in (*overrides, *self._forced) if e not in seen]
+        watched = recent + [self._breakers.breaker(e) for e in dict.fromkeys(extra)]
+        if not watched:
+            return
+        try:
+            views = await backend.views([b.endpoint for b in watched])
+        except Exception as error:
+            self._failed("sync", error)
+            return
+        self._succeeded()
+        now = trio.current_time()
+        quorum = self.settings.quorum
+        for breaker, view in zip(watched, views, strict=True):
+            self._apply_forced(breaker, view.forced, now)
+            if view.forced is None and view.open_reports >= quorum and breaker.open_by_quorum(now):
+                self.opened_by_quorum += 1
+                self._events.shared_open(breaker.endpoint)
+
+    def _apply_forced(self, breaker: Breaker, forced: ForcedState | None, now: float) -> None:
+        endpoint = breaker.endpoint
+        known = self._forced.get(endpoint)
+        if forced is known:
+            return
+        if forced is ForcedState.OPEN:
+            breaker.force_open(now)
+            self._forced[endpoint] = forced
+        elif forced is ForcedState.CLOSED:
+            breaker.force_closed(now)
+            self._forced[endpoint] = forced
+        else:
+            breaker.reset(now)
+            del self._forced[endpoint]
+
+    def _failed(self, operation: str, error: BaseException) -> None:
+        if self.available or self.failures == 0:
+            # Once per outage, not once per poll.
+            self._logger.warn(
+                "shared state unavailable; deciding locally",
+                operation=operation,
+                error=type(error).__name__,
+            )
+        self.available = False
+        self.failures += 1
+        self.last_error = f"{type(error).__name__}: {error}"
+        self._events.shared_state_unavailable(operation)
+
+    def _succeeded(self) -> None:
+        if not self.available and self.failures:
+            self._logger.info("shared state available again", failures=self.failures)
+        self.available = True
+
+    def snapshot(self) -> SharedSnapshot:
+        return SharedSnapshot(
+            backend=repr(self.settings.backend),
+            process=self.settings.process,
+            quorum=self.settings.quorum,
+            available=self.available,
+            failures=self.failures,
+            last_error=self.last_error,
+            opened_by_quorum=self.opened_by_quorum,
+            forced=dict(self._forced),
+        )

@@ -1,0 +1,198 @@
+"""Several runtimes (as several processes would) sharing breaker signals through one real
+Redis server on 127.0.0.1. Trio's mock clock drives them; it jumps after 20 ms of real
+idleness, and each backend's bound is a mock second, so a jump never cuts a Redis call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+import cloudkit_trio as ck
+from cloudkit_trio.redis import RedisState
+from cloudkit_trio.runtime import BreakerState
+from cloudkit_trio.testing import CapturingLogger, RecordingMetrics
+from cloudkit_trio.transport import NoAuthSigner
+
+if TYPE_CHECKING:
+    from ._server import RedisServer
+
+URL = "http://127.0.0.1:9001/item"
+ENDPOINT = "http://127.0.0.1:9001"
+BREAKER = ck.CircuitBreaker(
+    ck.NoRetry(), minimum_throughput=5, failure_ratio=0.5, break_duration=5.0
+)
+
+
+class Endpoint:
+    """One process's view of the endpoint: healthy or down, and the requests it got."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.requests = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return httpx.Response(503 if self.down else 200)
+
+
+@pytest.fixture
+def clock(mock_clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    mock_clock.autojump_threshold = 0.02
+    return mock_clock
+
+
+@asynccontextmanager
+async def processes(
+    server: RedisServer, count: int, *, quorum: int = 2
+) -> AsyncIterator[list[tuple[ck.Cloud, Endpoint, RecordingMetrics]]]:
+    """``count`` contexts, each with its own backend, endpoint double and metrics."""
+    async with AsyncExitStack() as stack:
+        found = []
+        for index in range(count):
+            endpoint, metrics = Endpoint(), RecordingMetrics()
+            backend = RedisState(server.url, timeout=1.0, clock=trio.current_time)
+            context = (
+                ck.CloudContext.builder(ck.ProviderType.AWS)
+                .transport(httpx.MockTransport(endpoint))
+                .signer(NoAuthSigner())
+                .logger(CapturingLogger())
+                .metrics_collector(metrics)
+                .retry_policy(BREAKER)
+                .shared_state(backend, quorum=quorum, poll_interval=0.05, process=f"p{index}")
+                .build()
+            )
+            found.append((await stack.enter_async_context(context), endpoint, metrics))
+        yield found
+
+
+async def fail_until_open(cloud: ck.Cloud, endpoint: Endpoint) -> None:
+    """Take the endpoint down for this process and call it until its own breaker opens."""
+    endpoint.down = True
+    for _ in range(10):
+        with pytest.raises(ck.ServiceUnavailable):
+            await cloud.execute(ck.Operation(service="svc", name="get", url=URL))
+        if cloud.breaker(URL).state is BreakerState.OPEN:
+            return
+    pytest.fail("the breaker did not open")
+
+
+async def get(cloud: ck.Cloud) -> None:
+    await cloud.execute(ck.Operation(service="svc", name="get", url=URL))
+
+
+class TestQuorum:
+    async def test_a_quorum_of_reports_opens_the_other_processes(
+        self, redis_server: RedisServer, clock: trio.testing.MockClock
+    ) -> None:
+        async with processes(redis_server, 3) as [(a, a_end, _), (b, b_end, _), (c, c_end, m)]:
+            await get(c)  # c knows the endpoint, and it is healthy for c
+            await fail_until_open(a, a_end)
+            await trio.sleep(0.2)
+            assert c.breaker(URL).state is BreakerState.CLOSED  # one report is no quorum
+            await fail_until_open(b, b_end)
+            await trio.sleep(0.2)  # a few polls
+            assert c.breaker(URL).state is BreakerState.OPEN
+            before = c_end.requests
+            with pytest.raises(ck.CircuitOpenError):
+                await get(c)
+            assert c_end.requests == before  # refused without a request of its own
+            shared = c.snapshot().shared
+            assert shared is not None and shared.opened_by_quorum == 1 and shared.available
+        assert m.counter_total("shared_opens", endpoint=ENDPOINT) == 1
+
+    async def test_a_successful_probe_withdraws_every_report(
+        self, redis_server: RedisServer, clock: trio.testing.MockClock
+    ) -> None:
+        async with processes(redis_server, 2, quorum=1) as [(a, a_end, _), (b, _b_end, _)]:
+            await get(b)
+            await fail_until_open(a, a_end)
+            await trio.sleep(0.2)
+            assert b.breaker(URL).state is BreakerState.OPEN
+            a_end.down = False
+            await trio.sleep(5.0)  # the break is over: a probes, and succeeds
+            await get(a)
+            assert a.breaker(URL).state is BreakerState.CLOSED
+            async with RedisState(redis_server.url, clock=trio.current_time) as probe:
+                assert (await probe.views([ENDPOINT]))[0].open_reports == 0
+
+
+class TestOverrides:
+    async def test_force_everywhere_reaches_every_process_and_lifts(
+        self, redis_server: RedisServer, clock: trio.testing.MockClock
+    ) -> None:
+        async with processes(redis_server, 3) as [(a, _, _), (b, b_end, _), (c, _, _)]:
+            await a.force_everywhere(URL, ck.ForcedState.OPEN)
+            assert a.breaker(URL).state is BreakerState.FORCED_OPEN  # at once, here
+            await trio.sleep(0.2)
+            for cloud in (b, c):  # at their next poll, there, even for an unused endpoint
+                assert cloud.breaker(URL).state is BreakerState.FORCED_OPEN
+            with pytest.raises(ck.CircuitOpenError):
+                await get(b)
+            assert b_end.requests == 0
+            await c.force_everywhere(URL, None)
+            await trio.sleep(0.2)
+            assert [cloud.breaker(URL).state for cloud in (a, b, c)] == [BreakerState.CLOSED] * 3
+            await get(b)
+
+    async def test_force_everywhere_needs_shared_state(self) -> None:
+        context = (
+            ck.CloudContext.builder(ck.ProviderType.AWS)
+            .transport(httpx.MockTransport(Endpoint()))
+            .signer(NoAuthSigner())
+            .logger(CapturingLogger())
+            .build()
+        )
+        async with context as cloud:
+            with pytest.raises(RuntimeError, match="shares no state"):
+                await cloud.force_everywhere(URL, ck.ForcedState.OPEN)
+            assert cloud.snapshot().shared is None
+
+
+class TestRedisDown:
+    async def test_operations_go_on_locally_and_resynchronise(
+        self, redis_server: RedisServer, clock: trio.testing.MockClock
+    ) -> None:
+        """Redis killed: nothing blocks or fails because of it, the failures are counted
+        and shown; restarted: the next opening propagates again."""
+        async with processes(redis_server, 3) as procs:
+            (a, a_end, metrics), (b, b_end, _), (c, _, _) = procs
+            await get(c)
+            redis_server.kill()
+            await trio.sleep(0.2)
+            for cloud, _end, _m in procs:
+                await get(cloud)  # works, unhindered
+                shared = cloud.snapshot().shared
+                assert shared is not None and not shared.available and shared.failures > 0
+            with pytest.raises(ck.SharedStateUnavailable):
+                await a.force_everywhere(URL, ck.ForcedState.OPEN)
+            assert a.breaker(URL).state is BreakerState.CLOSED  # nothing changed
+            await fail_until_open(a, a_end)  # local breakers still work
+            redis_server.start()
+            await trio.sleep(0.5)
+            await fail_until_open(b, b_end)
+            await trio.sleep(0.2)
+            # a's report was queued while Redis was down and sent once it came back.
+            assert c.breaker(URL).state is BreakerState.OPEN
+            assert c.snapshot().shared.available  # type: ignore[union-attr]
+        assert metrics.counter_total("shared_state_unavailable") > 0
+
+
+class TestBuilder:
+    def test_validates(self) -> None:
+        builder = ck.CloudContext.builder(ck.ProviderType.AWS)
+        backend = RedisState()
+        with pytest.raises(ck.ConfigError, match="quorum"):
+            builder.shared_state(backend, quorum=0)
+        with pytest.raises(ck.ConfigError, match="poll_interval"):
+            builder.shared_state(backend, poll_interval=0)
+        with pytest.raises(ck.ConfigError, match="process"):
+            builder.shared_state(backend, process=" ")
+        with pytest.raises(TypeError):
+            builder.shared_state("redis://127.0.0.1")  # type: ignore[arg-type]
