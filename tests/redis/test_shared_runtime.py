@@ -5,6 +5,7 @@ idleness, and each backend's bound is a mock second, so a jump never cuts a Redi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
@@ -121,6 +122,64 @@ class TestQuorum:
             assert a.breaker(URL).state is BreakerState.CLOSED
             async with RedisState(redis_server.url, clock=trio.current_time) as probe:
                 assert (await probe.views([ENDPOINT]))[0].open_reports == 0
+
+
+class TestOneProbe:
+    async def test_recovery_is_probed_once_not_once_per_process(
+        self, redis_server: RedisServer, clock: trio.testing.MockClock
+    ) -> None:
+        """Three processes open; after the break only the holder of the probe lease sends
+        a probe, and its success closes the other two without a request of theirs."""
+        async with processes(redis_server, 3) as procs:
+            (a, a_end, _), (b, b_end, _), (c, _c_end, _) = procs
+            await get(c)
+            await fail_until_open(a, a_end)
+            await fail_until_open(b, b_end)
+            await trio.sleep(0.2)
+            assert c.breaker(URL).state is BreakerState.OPEN
+            for _cloud, end, _m in procs:
+                end.down = False
+            before = [end.requests for _cloud, end, _m in procs]
+
+            async def keep_calling(cloud: ck.Cloud, until: float) -> None:
+                while trio.current_time() < until:
+                    with contextlib.suppress(ck.CircuitOpenError):
+                        await get(cloud)
+                    await trio.sleep(0.1)
+
+            # Everyone keeps asking through the end of the break and past it.
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                for cloud, _end, _m in procs:
+                    nursery.start_soon(keep_calling, cloud, start + 4.5)
+            assert [end.requests for _cloud, end, _m in procs] == before  # still open
+            probes = [0, 0, 0]
+
+            async def first_answer(index: int, cloud: ck.Cloud) -> None:
+                while True:
+                    try:
+                        await get(cloud)
+                    except ck.CircuitOpenError:
+                        await trio.sleep(0.01)
+                        continue
+                    probes[index] = procs[index][1].requests - before[index]
+                    return
+
+            async with trio.open_nursery() as nursery:
+                for index, (cloud, _end, _m) in enumerate(procs):
+                    nursery.start_soon(first_answer, index, cloud)
+            # One process probed; the others' first request came once it had succeeded.
+            assert sorted(probes) == [1, 1, 1]
+            led = [cloud.snapshot().shared.probes_led for cloud, _e, _m in procs]  # type: ignore[union-attr]
+            assert sum(led) == 1, led
+            assert [cloud.breaker(URL).state for cloud, _e, _m in procs] == [
+                BreakerState.CLOSED
+            ] * 3
+        # Only one breaker of the three ever went half-open (without the lease: all three).
+        half_opened = [
+            m.counter_total("breaker_transitions", to_state="half_open") for *_, m in procs
+        ]
+        assert sorted(half_opened) == [0, 0, 1]
 
 
 class TestOverrides:

@@ -346,6 +346,12 @@ class Capacity(httpx.AsyncBaseTransport):
         return httpx.Response(200)
 
 
+def learned(cloud: ck.Cloud) -> float:
+    concurrency = cloud.snapshot().admission[0].concurrency
+    assert concurrency is not None
+    return concurrency.estimate
+
+
 class TestAdaptiveConcurrency:
     async def test_the_limit_converges_and_follows_a_halved_capacity(
         self, autojump_clock: trio.testing.MockClock
@@ -355,7 +361,7 @@ class TestAdaptiveConcurrency:
         settings = ck.AdaptiveConcurrency(
             algorithm="vegas", initial_limit=10, max_limit=400, max_wait=None
         )
-        limits: list[int] = []
+        limits: list[float] = []
         async with build(server, concurrency=settings) as cloud:
 
             async def load(until: float) -> None:
@@ -365,11 +371,13 @@ class TestAdaptiveConcurrency:
             async with trio.open_nursery() as nursery:
                 for _ in range(200):  # more callers than the server can serve at once
                     nursery.start_soon(load, 20.0)
+                # The learned limit, not the bulkhead's size now: a probe (a round trip
+                # at half the limit, every few hundred milliseconds here) may be under way.
                 await trio.sleep(8.0)
-                limits.append(cloud.snapshot().admission[0].concurrency_limit)
+                limits.append(learned(cloud))
                 server.resize(20)
                 await trio.sleep(8.0)
-                limits.append(cloud.snapshot().admission[0].concurrency_limit)
+                limits.append(learned(cloud))
         before, after = limits
         assert 30 <= before <= 80, limits
         assert 15 <= after <= 40 and after < before, limits

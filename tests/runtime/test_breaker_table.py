@@ -34,6 +34,7 @@ EXPECTED = {
     (S.HALF_OPEN, E.IDLE_EXPIRED): S.CLOSED,
     (S.CLOSED, E.QUORUM_REACHED): S.OPEN,
     (S.HALF_OPEN, E.QUORUM_REACHED): S.OPEN,
+    (S.OPEN, E.RECOVERED_ELSEWHERE): S.CLOSED,
     **{(state, E.FORCE_OPEN): S.FORCED_OPEN for state in S},
     **{(state, E.FORCE_CLOSED): S.FORCED_CLOSED for state in S},
     **{(state, E.RESET): S.CLOSED for state in S},
@@ -264,6 +265,24 @@ class TestBreaker:
             assert changes[-1] == (breaker, state, S.OPEN)
         else:
             assert breaker.state is state
+
+    def test_a_deferred_break_waits_for_leave_to_probe(self) -> None:
+        """Deferred, an open breaker rejects past its break (no timer, no lazy half-open)
+        until it is allowed to probe; recovered elsewhere, it closes without a probe."""
+        breaker, _ = breaker_in(S.OPEN)
+        due = breaker.half_open_at
+        assert due is not None and breaker.defer_half_open() == due
+        assert breaker.timer_due(due + 1.0) == math.inf
+        with pytest.raises(ck.CircuitOpenError) as caught:
+            breaker.acquire(due + 1.0)
+        assert caught.value.retry_at is None and breaker.state is S.OPEN
+        breaker.allow_half_open(due + 2.0)
+        assert breaker.acquire(due + 2.0).probe and breaker.state is S.HALF_OPEN
+        other, _ = breaker_in(S.OPEN)
+        other.defer_half_open()
+        assert other.recovered_elsewhere(30.0) and other.state is S.CLOSED
+        assert not other.recovered_elsewhere(31.0)
+        assert other.defer_half_open() is None  # only an open breaker defers
 
     def test_manual_override_twice_is_not_a_change(self) -> None:
         """force_open on a forced-open breaker is fine and announces nothing."""

@@ -82,6 +82,8 @@ class BreakerEvent(enum.Enum):
     IDLE_EXPIRED = "idle_expired"
     #: Enough other processes report the endpoint open (shared state, ``quorum``).
     QUORUM_REACHED = "quorum_reached"
+    #: Open, and another process's probe found the endpoint healthy (shared state).
+    RECOVERED_ELSEWHERE = "recovered_elsewhere"
     FORCE_OPEN = "force_open"
     FORCE_CLOSED = "force_closed"
     RESET = "reset"
@@ -106,6 +108,7 @@ TRANSITIONS: Final[Mapping[tuple[BreakerState, BreakerEvent], BreakerState]] = M
         # Other processes saw the endpoint fail: open as if this one had.
         (_S.CLOSED, _E.QUORUM_REACHED): _S.OPEN,
         (_S.HALF_OPEN, _E.QUORUM_REACHED): _S.OPEN,
+        (_S.OPEN, _E.RECOVERED_ELSEWHERE): _S.CLOSED,
         # An operator may override or reset a breaker whatever it is doing.
         **{(state, _E.FORCE_OPEN): _S.FORCED_OPEN for state in _S},
         **{(state, _E.FORCE_CLOSED): _S.FORCED_CLOSED for state in _S},
@@ -351,6 +354,28 @@ class Breaker:
         """
         if self.state is BreakerState.CLOSED or self.state is BreakerState.HALF_OPEN:
             self._fire(BreakerEvent.QUORUM_REACHED, now)
+            return True
+        return False
+
+    def defer_half_open(self) -> float | None:
+        """Keep an open breaker open past its break, until :meth:`allow_half_open`: while
+        another process holds the endpoint's probe lease, this one must not probe. Returns
+        when the break would have ended (None when the breaker is not open)."""
+        if self.state is not BreakerState.OPEN:
+            return None
+        due, self.half_open_at = self.half_open_at, None
+        return due
+
+    def allow_half_open(self, at: float) -> None:
+        """Let a deferred open breaker probe from ``at`` on (this process holds the lease,
+        or the lease cannot be asked for: the shared store is away)."""
+        if self.state is BreakerState.OPEN:
+            self.half_open_at = at
+
+    def recovered_elsewhere(self, now: float) -> bool:
+        """Close an open breaker because another process's probe succeeded; True if closed."""
+        if self.state is BreakerState.OPEN:
+            self._fire(BreakerEvent.RECOVERED_ELSEWHERE, now)
             return True
         return False
 

@@ -5,8 +5,12 @@ Operations never wait for the shared store. Breaker transitions are heard synchr
 them and reads the other processes' view once every ``poll_interval``:
 
 - **Own openings are published.** A breaker that opens on its own failures reports the
-  endpoint open for one break; one whose probe succeeds withdraws every report (the
+  endpoint open for two breaks; one whose probe succeeds withdraws every report (the
   endpoint recovered, for everyone).
+- **Recovery is probed once.** An open breaker probes only while this process holds the
+  endpoint's probe lease; the others stay open until the holder's probe succeeds (every
+  report withdrawn: they close without a probe of their own) or fails (it reports again).
+  A lease whose holder died expires after one break.
 - **Enough reports open the local breaker.** When ``quorum`` processes report an endpoint
   open and this process's breaker is closed or probing, it opens for a full break
   (:attr:`~cloudkit_trio.runtime.BreakerEvent.QUORUM_REACHED`), so one process's outage
@@ -33,7 +37,7 @@ import attrs
 import trio
 
 from .._errors import CloudError
-from ..spi._shared_state import ForcedState, SharedState, SharedStateUnavailable
+from ..spi._shared_state import ForcedState, SharedState, SharedStateUnavailable, SharedView
 from ._breaker import Breaker, BreakerEvent, BreakerState
 
 if TYPE_CHECKING:
@@ -47,6 +51,8 @@ __all__ = ["SharedSettings", "SharedSnapshot", "SharedSync", "default_process_id
 _MAX_VIEWED: Final = 256
 # Endpoints not used for this long are not looked at any more.
 _VIEW_HORIZON: Final = 300.0
+# A report lasts this many breaks (see _heard).
+_REPORT_BREAKS: Final = 2.0
 # Transitions heard but not yet sent, at most (the oldest are dropped past it).
 _MAX_PENDING: Final = 1024
 
@@ -89,6 +95,10 @@ class SharedSnapshot:
     opened_by_quorum: int
     #: Endpoints under a cluster-wide override, as last seen.
     forced: dict[str, ForcedState]
+    #: Half-open probes this process sent holding the endpoint's lease; open breakers
+    #: now waiting for another process's probe.
+    probes_led: int = 0
+    waiting_for_probe: int = 0
 
 
 @attrs.frozen
@@ -121,19 +131,38 @@ class SharedSync:
         self.last_error: str | None = None
         self.opened_by_quorum = 0
         self._forced: dict[str, ForcedState] = {}
+        #: Open breakers kept from probing until this process holds the lease: when
+        #: their break ends.
+        self._deferred: dict[str, float] = {}
+        #: Endpoints whose probe lease this process holds, and leases to give back.
+        self._probing: set[str] = set()
+        self._releases: deque[str] = deque(maxlen=_MAX_PENDING)
+        self.probes_led = 0
         breakers.add_listener(self._heard)
 
     # -- heard from the breakers (synchronous) ---------------------------------------------
 
     def _heard(self, breaker: Breaker, old: BreakerState, new: BreakerState) -> None:
-        event = breaker.last_event
-        if new is BreakerState.OPEN and event in (
-            BreakerEvent.FAILURE_THRESHOLD_REACHED,
-            BreakerEvent.PROBE_FAILED,
-        ):
-            self._queue(_Report(breaker.endpoint, breaker.settings.break_duration, breaker.since))
-        elif new is BreakerState.CLOSED and event is BreakerEvent.PROBE_SUCCEEDED:
-            self._queue(_Report(breaker.endpoint, 0.0, breaker.since))
+        event, endpoint = breaker.last_event, breaker.endpoint
+        if old is BreakerState.HALF_OPEN and endpoint in self._probing:
+            # This process's probe has ended, whichever way: the lease goes back.
+            self._probing.discard(endpoint)
+            self._releases.append(endpoint)
+        if new is BreakerState.OPEN:
+            if event in (BreakerEvent.FAILURE_THRESHOLD_REACHED, BreakerEvent.PROBE_FAILED):
+                # For two breaks: past the end of this one, while the lease holder probes,
+                # the report still says the endpoint is down; a probe that succeeds
+                # withdraws it sooner, one that fails renews it.
+                seconds = _REPORT_BREAKS * breaker.settings.break_duration
+                self._queue(_Report(endpoint, seconds, breaker.since))
+            # Whoever opened it, only the holder of the endpoint's probe lease probes.
+            due = breaker.defer_half_open()
+            if due is not None:
+                self._deferred[endpoint] = due
+            return
+        self._deferred.pop(endpoint, None)
+        if new is BreakerState.CLOSED and event is BreakerEvent.PROBE_SUCCEEDED:
+            self._queue(_Report(endpoint, 0.0, breaker.since))
 
     def _queue(self, report: _Report) -> None:
         self._pending.append(report)
@@ -160,9 +189,11 @@ class SharedSync:
                     await exit_(None, None, None)
 
     async def sync_once(self) -> None:
-        """Send what was heard, then read and apply the other processes' view."""
+        """Send what was heard, read and apply the other processes' view, then settle
+        which deferred breakers may probe."""
         await self._send_reports()
-        await self._apply_views()
+        views = await self._apply_views()
+        await self._lead_probes(views)
 
     async def force_everywhere(self, endpoint: str, state: ForcedState | None) -> None:
         """Set or lift a cluster-wide override; applied here at once, elsewhere at their
@@ -200,26 +231,27 @@ class SharedSync:
             self._succeeded()
             self._pending.popleft()
 
-    async def _apply_views(self) -> None:
+    async def _apply_views(self) -> dict[str, SharedView] | None:
+        """The view of each watched endpoint, applied; None when the store is away."""
         backend = self.settings.backend
         try:
             overrides = await backend.overrides()
         except Exception as error:
             self._failed("sync", error)
-            return
+            return None
         now = trio.current_time()
         recent = self._breakers.recent(now - _VIEW_HORIZON)[:_MAX_VIEWED]
         seen = {breaker.endpoint for breaker in recent}
         # Overridden endpoints (now, or until now) are watched whether used here or not.
-        extra = [e for e in (*overrides, *self._forced) if e not in seen]
+        extra = [e for e in (*overrides, *self._forced, *self._deferred) if e not in seen]
         watched = recent + [self._breakers.breaker(e) for e in dict.fromkeys(extra)]
         if not watched:
-            return
+            return {}
         try:
             views = await backend.views([b.endpoint for b in watched])
         except Exception as error:
             self._failed("sync", error)
-            return
+            return None
         self._succeeded()
         now = trio.current_time()
         quorum = self.settings.quorum
@@ -228,6 +260,49 @@ class SharedSync:
             if view.forced is None and view.open_reports >= quorum and breaker.open_by_quorum(now):
                 self.opened_by_quorum += 1
                 self._events.shared_open(breaker.endpoint)
+        return {b.endpoint: view for b, view in zip(watched, views, strict=True)}
+
+    async def _lead_probes(self, views: dict[str, SharedView] | None) -> None:
+        """Give back finished probes' leases; let due deferred breakers probe if this
+        process takes the lease, close them if the endpoint recovered elsewhere."""
+        backend, process = self.settings.backend, self.settings.process
+        while self._releases and views is not None:
+            try:
+                await backend.release_probe(self._releases[0], process)
+            except Exception as error:
+                self._failed("probe", error)
+                break  # the lease expires by itself meanwhile
+            self._releases.popleft()
+        now = trio.current_time()
+        for endpoint, due in list(self._deferred.items()):
+            if now < due:
+                continue
+            breaker = self._breakers.breaker(endpoint)
+            if views is None:
+                # The store is away: nobody can be asked, so probe as a lone process would.
+                del self._deferred[endpoint]
+                breaker.allow_half_open(due)
+                continue
+            view = views.get(endpoint)
+            if view is not None and view.open_reports == 0:
+                # Every report withdrawn (a probe elsewhere succeeded) or run out.
+                del self._deferred[endpoint]
+                breaker.recovered_elsewhere(now)
+                continue
+            try:
+                held = await backend.acquire_probe(
+                    endpoint, process, breaker.settings.break_duration
+                )
+            except Exception as error:
+                self._failed("probe", error)
+                del self._deferred[endpoint]
+                breaker.allow_half_open(due)
+                continue
+            if held:
+                del self._deferred[endpoint]
+                self._probing.add(endpoint)
+                self.probes_led += 1
+                breaker.allow_half_open(now)
 
     def _apply_forced(self, breaker: Breaker, forced: ForcedState | None, now: float) -> None:
         endpoint = breaker.endpoint
@@ -272,4 +347,6 @@ class SharedSync:
             last_error=self.last_error,
             opened_by_quorum=self.opened_by_quorum,
             forced=dict(self._forced),
+            probes_led=self.probes_led,
+            waiting_for_probe=len(self._deferred),
         )
