@@ -278,7 +278,7 @@ class CloudContextBuilder:
         backend: SharedState | None,
         *,
         quorum: int = 2,
-        poll_interval: float = 0.05,
+        poll_interval: float = 1.0,
         process: str | None = None,
     ) -> CloudContextBuilder:
         """Share what this process learns about endpoints with other processes (off by
@@ -288,9 +288,12 @@ class CloudContextBuilder:
         :class:`cloudkit_trio.redis.RedisState`. A breaker that opens on its own failures
         tells the others; ``quorum`` processes reporting an endpoint open open this one's
         breaker too; overrides set with :meth:`Cloud.force_everywhere` reach every
-        process. The view is read every ``poll_interval`` seconds, never by an operation:
-        when the store is down or slow, every decision is local. ``process`` names this
-        process in the store (default ``host:pid:random``).
+        process; after a break only one process probes the endpoint. Changes are pushed
+        to every process as they happen (the store's publish/subscribe) and read at once;
+        the view is also read every ``poll_interval`` seconds, as a safety net and while
+        no push arrives. Never by an operation: when the store is down or slow, every
+        decision is local. ``process`` names this process in the store (default
+        ``host:pid:random``).
 
         .. versionadded:: 0.2.0
         """

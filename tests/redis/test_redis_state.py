@@ -88,7 +88,7 @@ class TestSharedBucket:
         async with state(redis_server, namespace="app1") as one:
             await one.lease_tokens("s3", rate=10.0, burst=5, count=1)
             await one.report_open(ENDPOINT, "p1", 30.0)
-            await one.acquire_probe(ENDPOINT, "p1", 5.0)
+            assert await one.acquire_probe(ENDPOINT, "p1", 5.0)
             await one.force(ENDPOINT, ck.ForcedState.OPEN)
         async with raw(redis_server) as client:
             keys = sorted(k.decode() for k in await client.keys("*"))
@@ -121,6 +121,8 @@ class TestBreakerSignals:
         self, redis_server: RedisServer, clock: trio.testing.MockClock
     ) -> None:
         async with state(redis_server) as one, state(redis_server) as two:
+            assert not await one.acquire_probe(ENDPOINT, "p1", 2.0)  # nobody reports it down
+            await two.report_open(ENDPOINT, "p2", 30.0)
             assert await one.acquire_probe(ENDPOINT, "p1", 2.0)
             assert not await two.acquire_probe(ENDPOINT, "p2", 2.0)
             assert await one.acquire_probe(ENDPOINT, "p1", 2.0)  # the holder renews
@@ -132,6 +134,7 @@ class TestBreakerSignals:
     async def test_a_probe_lease_expires(self, redis_server: RedisServer) -> None:
         """The lease lives in Redis's own time: a holder that died frees it."""
         async with state(redis_server) as one, state(redis_server) as two:
+            await one.report_open(ENDPOINT, "p1", 30.0)
             assert await one.acquire_probe(ENDPOINT, "p1", 0.05)
             await trio.sleep(0.1)  # real time: PX expiry is the server's
             assert await two.acquire_probe(ENDPOINT, "p2", 0.05)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -75,7 +76,8 @@ return {granted, tostring(wait)}
 """
 )
 
-# KEYS[1] the endpoint's reports; ARGV: now, process, milliseconds. The key lives as long
+# KEYS[1] the endpoint's reports; ARGV: now, process, milliseconds, channel, endpoint
+# (published: the change is pushed to every subscriber). The key lives as long
 # as its latest report (relative to now: the clock may be the caller's, not the server's).
 _REPORT_OPEN: Final = (
     _NOW
@@ -84,6 +86,7 @@ local expiry = now + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], expiry, ARGV[2])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(last[2]) - now) + 1000)
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
 )
@@ -115,23 +118,47 @@ return result
 """
 )
 
-# KEYS[1] the overrides hash; ARGV: endpoint, state, milliseconds. Every override set
+# KEYS[1] the overrides hash; ARGV: endpoint, state, milliseconds, channel. Every override set
 # renews the hash's life: overrides last ``override_ttl`` after the latest one was set.
 _SET_OVERRIDE: Final = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
 return 1
 """
 
-# KEYS[1] the probe lease; ARGV: process, milliseconds.
-_ACQUIRE_PROBE: Final = """
+# KEYS[1] the overrides hash; ARGV: endpoint, channel.
+_LIFT_OVERRIDE: Final = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS[1] the endpoint's reports; ARGV: channel, endpoint.
+_RECOVERED: Final = """
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS[1] the probe lease, KEYS[2] the endpoint's reports; ARGV: now, process, ms. Granted
+# only while somebody still reports the endpoint open: once a probe has succeeded (every
+# report withdrawn) there is nothing left to probe, however late a process asks.
+_ACQUIRE_PROBE: Final = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) == 0 then
+    return 0
+end
 local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if holder == false or holder == ARGV[2] then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
     return 1
 end
 return 0
 """
+)
 
 # KEYS[1] the probe lease; ARGV: process.
 _RELEASE_PROBE: Final = """
@@ -143,6 +170,13 @@ return 0
 
 _DEFAULT_TIMEOUT: Final = 0.020
 _DEFAULT_OVERRIDE_TTL: Final = 3600.0
+
+
+async def _endpoints(pubsub: Any) -> AsyncIterator[str]:
+    async for message in pubsub:
+        if message and message.get("type") == "message":
+            data = message["data"]
+            yield data.decode() if isinstance(data, bytes) else str(data)
 
 
 def _forced_state(text: str) -> ForcedState | None:
@@ -210,6 +244,8 @@ class RedisState(SharedState):
         self._override_ttl = check_seconds("RedisState.override_ttl", override_ttl)
         self._namespace = namespace
         self._overrides = f"{namespace}:overrides"
+        #: Where every change is published: the endpoint it is about.
+        self._channel = f"{namespace}:changes"
         self._clock = clock
         self._client: coredis.Redis[bytes] = coredis.Redis.from_url(
             url,
@@ -224,6 +260,8 @@ class RedisState(SharedState):
             "open_reports": _Script(_OPEN_REPORTS),
             "views": _Script(_VIEWS),
             "set_override": _Script(_SET_OVERRIDE),
+            "lift_override": _Script(_LIFT_OVERRIDE),
+            "recovered": _Script(_RECOVERED),
             "acquire_probe": _Script(_ACQUIRE_PROBE),
             "release_probe": _Script(_RELEASE_PROBE),
         }
@@ -263,7 +301,12 @@ class RedisState(SharedState):
 
     async def report_open(self, endpoint: str, process: str, seconds: float) -> None:
         await self._run(
-            "report_open", self._key("open", endpoint), process, math.ceil(seconds * 1000)
+            "report_open",
+            self._key("open", endpoint),
+            process,
+            math.ceil(seconds * 1000),
+            self._channel,
+            endpoint,
         )
 
     async def report_closed(self, endpoint: str, process: str) -> None:
@@ -275,7 +318,7 @@ class RedisState(SharedState):
 
     async def recovered(self, endpoint: str) -> None:
         key = self._key("open", endpoint)
-        await self._call(lambda: self._client.delete([key]))
+        await self._run("recovered", key, self._channel, endpoint, timed=False)
 
     async def views(self, endpoints: Sequence[str]) -> list[SharedView]:
         if not endpoints:
@@ -289,26 +332,41 @@ class RedisState(SharedState):
             views.append(SharedView(int(flat[index]), _forced_state(text)))
         return views
 
+    @asynccontextmanager
+    async def changes(self) -> AsyncIterator[AsyncIterator[str]]:
+        """Subscribe to the namespace's changes; yields the endpoints as they change."""
+        if not self._entered:
+            raise SharedStateUnavailable("the Redis backend is not open (use it with async with)")
+        try:
+            async with self._client.pubsub(
+                channels=[self._channel],
+                ignore_subscribe_messages=True,
+                # Our caller reconnects, at its own pace: no retries in here.
+                retry_policy=coredis.retry.NoRetryPolicy(),
+            ) as pubsub:
+                yield _endpoints(pubsub)
+        except (coredis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            raise SharedStateUnavailable(
+                f"Redis subscription failed: {type(exc).__name__}"
+            ) from None
+
     async def acquire_probe(self, endpoint: str, process: str, seconds: float) -> bool:
-        held = await self._run(
-            "acquire_probe",
-            self._key("probe", endpoint),
-            process,
-            math.ceil(seconds * 1000),
-            timed=False,
-        )
+        keys = [self._key("probe", endpoint), self._key("open", endpoint)]
+        held = await self._run_keys("acquire_probe", keys, process, math.ceil(seconds * 1000))
         return bool(held)
 
     async def release_probe(self, endpoint: str, process: str) -> None:
         await self._run("release_probe", self._key("probe", endpoint), process, timed=False)
 
     async def force(self, endpoint: str, state: ForcedState | None) -> None:
-        key = self._overrides
+        key, channel = self._overrides, self._channel
         if state is None:
-            await self._call(lambda: self._client.hdel(key, [endpoint]))
+            await self._run_keys("lift_override", [key], endpoint, channel, timed=False)
         else:
             ttl = math.ceil(self._override_ttl * 1000)
-            await self._run_keys("set_override", [key], endpoint, state.value, ttl, timed=False)
+            await self._run_keys(
+                "set_override", [key], endpoint, state.value, ttl, channel, timed=False
+            )
 
     async def forced(self, endpoint: str) -> ForcedState | None:
         key = self._overrides

@@ -2,7 +2,8 @@
 
 Operations never wait for the shared store. Breaker transitions are heard synchronously
 (a registry listener) and queued; the actor, a child of the runtime's supervisor, sends
-them and reads the other processes' view once every ``poll_interval``:
+them and reads the other processes' view whenever a change is pushed to it (the store's
+publish/subscribe), at the end of a deferred break, and at least every ``poll_interval``:
 
 - **Own openings are published.** A breaker that opens on its own failures reports the
   endpoint open for two breaks; one whose probe succeeds withdraws every report (the
@@ -51,6 +52,12 @@ __all__ = ["SharedSettings", "SharedSnapshot", "SharedSync", "default_process_id
 _MAX_VIEWED: Final = 256
 # Endpoints not used for this long are not looked at any more.
 _VIEW_HORIZON: Final = 300.0
+# Seconds between two looks at a deferred breaker nobody has asked for since its break.
+_DEMAND_CHECK: Final = 0.1
+# Seconds before subscribing again after the subscription failed.
+_RESUBSCRIBE_AFTER: Final = 0.5
+# Every how many polls the overrides of all endpoints are read.
+_OVERRIDES_EVERY: Final = 10
 # A report lasts this many breaks (see _heard).
 _REPORT_BREAKS: Final = 2.0
 # Transitions heard but not yet sent, at most (the oldest are dropped past it).
@@ -69,8 +76,8 @@ class SharedSettings:
     backend: SharedState
     #: Processes that must report an endpoint open before this one opens too.
     quorum: int = 2
-    #: Seconds between two polls of the shared view.
-    poll_interval: float = 0.05
+    #: Seconds between two reads of the shared view when nothing was pushed.
+    poll_interval: float = 1.0
     #: This process's name in the shared state.
     process: str = attrs.field(factory=default_process_id)
 
@@ -99,6 +106,16 @@ class SharedSnapshot:
     #: now waiting for another process's probe.
     probes_led: int = 0
     waiting_for_probe: int = 0
+    #: Whether other processes' changes are pushed here now (else it only polls).
+    subscribed: bool = False
+
+
+@attrs.define
+class _Deferred:
+    """An open breaker kept from probing: when its break ended, when to look again."""
+
+    due: float
+    next_try: float
 
 
 @attrs.frozen
@@ -133,11 +150,16 @@ class SharedSync:
         self._forced: dict[str, ForcedState] = {}
         #: Open breakers kept from probing until this process holds the lease: when
         #: their break ends.
-        self._deferred: dict[str, float] = {}
+        self._deferred: dict[str, _Deferred] = {}
         #: Endpoints whose probe lease this process holds, and leases to give back.
         self._probing: set[str] = set()
         self._releases: deque[str] = deque(maxlen=_MAX_PENDING)
         self.probes_led = 0
+        self._polls = 0
+        #: Whether changes are pushed to this process now (else it polls only).
+        self.subscribed = False
+        #: Endpoints another process changed since the last view: read at once.
+        self._dirty: set[str] = set()
         breakers.add_listener(self._heard)
 
     # -- heard from the breakers (synchronous) ---------------------------------------------
@@ -158,7 +180,7 @@ class SharedSync:
             # Whoever opened it, only the holder of the endpoint's probe lease probes.
             due = breaker.defer_half_open()
             if due is not None:
-                self._deferred[endpoint] = due
+                self._deferred[endpoint] = _Deferred(due, due)
             return
         self._deferred.pop(endpoint, None)
         if new is BreakerState.CLOSED and event is BreakerEvent.PROBE_SUCCEEDED:
@@ -177,16 +199,43 @@ class SharedSync:
         if enter is not None:
             await enter()
         try:
-            task_status.started()
-            while True:
-                await self.sync_once()
-                with trio.move_on_after(self.settings.poll_interval):
-                    await self._wake.wait()
-                self._wake = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._listen)
+                task_status.started()
+                while True:
+                    await self.sync_once()
+                    # Until a push, the next poll, or the end of a deferred break.
+                    wake_at = trio.current_time() + self.settings.poll_interval
+                    for deferred in self._deferred.values():
+                        wake_at = min(wake_at, deferred.next_try)
+                    with trio.move_on_at(wake_at):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
         finally:
             if exit_ is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                     await exit_(None, None, None)
+
+    async def _listen(self) -> None:
+        """Wake the loop whenever another process publishes a change: it is read at once,
+        not at the next poll. Without a subscription (the store is away, or the backend
+        has none) the polls alone keep this process in step."""
+        backend = self.settings.backend
+        while True:
+            try:
+                async with backend.changes() as changes:
+                    self.subscribed = True
+                    async for endpoint in changes:
+                        if len(self._dirty) < _MAX_VIEWED:
+                            self._dirty.add(endpoint)
+                        self._wake.set()
+            except NotImplementedError:
+                return  # a backend without push: polling it is
+            except Exception as error:
+                self._failed("subscribe", error)
+            finally:
+                self.subscribed = False
+            await trio.sleep(_RESUBSCRIBE_AFTER)
 
     async def sync_once(self) -> None:
         """Send what was heard, read and apply the other processes' view, then settle
@@ -234,16 +283,22 @@ class SharedSync:
     async def _apply_views(self) -> dict[str, SharedView] | None:
         """The view of each watched endpoint, applied; None when the store is away."""
         backend = self.settings.backend
-        try:
-            overrides = await backend.overrides()
-        except Exception as error:
-            self._failed("sync", error)
-            return None
+        overrides: dict[str, ForcedState] = {}
+        self._polls += 1
+        dirty, self._dirty = self._dirty, set()
+        if dirty or self._polls % _OVERRIDES_EVERY == 1 or not self.available:
+            # Overrides of endpoints this process does not use yet are looked for every
+            # few polls (one call less per poll); those it uses come with every view.
+            try:
+                overrides = await backend.overrides()
+            except Exception as error:
+                self._failed("sync", error)
+                return None
         now = trio.current_time()
         recent = self._breakers.recent(now - _VIEW_HORIZON)[:_MAX_VIEWED]
         seen = {breaker.endpoint for breaker in recent}
         # Overridden endpoints (now, or until now) are watched whether used here or not.
-        extra = [e for e in (*overrides, *self._forced, *self._deferred) if e not in seen]
+        extra = [e for e in (*overrides, *self._forced, *self._deferred, *dirty) if e not in seen]
         watched = recent + [self._breakers.breaker(e) for e in dict.fromkeys(extra)]
         if not watched:
             return {}
@@ -274,20 +329,26 @@ class SharedSync:
                 break  # the lease expires by itself meanwhile
             self._releases.popleft()
         now = trio.current_time()
-        for endpoint, due in list(self._deferred.items()):
-            if now < due:
+        for endpoint, deferred in list(self._deferred.items()):
+            view = None if views is None else views.get(endpoint)
+            if view is not None and view.open_reports == 0:
+                # Every report withdrawn (a probe elsewhere succeeded) or run out: closed
+                # at once, even before this process's own break is over.
+                del self._deferred[endpoint]
+                self._breakers.breaker(endpoint).recovered_elsewhere(now)
+                continue
+            if now < deferred.next_try:
                 continue
             breaker = self._breakers.breaker(endpoint)
             if views is None:
                 # The store is away: nobody can be asked, so probe as a lone process would.
                 del self._deferred[endpoint]
-                breaker.allow_half_open(due)
+                breaker.allow_half_open(deferred.due)
                 continue
-            view = views.get(endpoint)
-            if view is not None and view.open_reports == 0:
-                # Every report withdrawn (a probe elsewhere succeeded) or run out.
-                del self._deferred[endpoint]
-                breaker.recovered_elsewhere(now)
+            if breaker.last_used < deferred.due:
+                # Nobody here has asked for the endpoint since the break ended: the lease
+                # is for a process that will send the probe at once. Look again soon.
+                deferred.next_try = now + min(self.settings.poll_interval, _DEMAND_CHECK)
                 continue
             try:
                 held = await backend.acquire_probe(
@@ -296,13 +357,17 @@ class SharedSync:
             except Exception as error:
                 self._failed("probe", error)
                 del self._deferred[endpoint]
-                breaker.allow_half_open(due)
+                breaker.allow_half_open(deferred.due)
                 continue
             if held:
                 del self._deferred[endpoint]
                 self._probing.add(endpoint)
                 self.probes_led += 1
                 breaker.allow_half_open(now)
+            else:
+                # Another process probes. Its outcome is pushed here; if it never comes
+                # (the holder died), the lease runs out: ask again at the next poll.
+                deferred.next_try = now + self.settings.poll_interval
 
     def _apply_forced(self, breaker: Breaker, forced: ForcedState | None, now: float) -> None:
         endpoint = breaker.endpoint
@@ -349,4 +414,5 @@ class SharedSync:
             forced=dict(self._forced),
             probes_led=self.probes_led,
             waiting_for_probe=len(self._deferred),
+            subscribed=self.subscribed,
         )

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import attrs
 
@@ -112,7 +113,8 @@ class SharedState(ABC):
     @abstractmethod
     async def acquire_probe(self, endpoint: str, process: str, seconds: float) -> bool:
         """Take the endpoint's probe lease for ``seconds`` if nobody holds it (or
-        ``process`` does): only its holder sends the half-open probe."""
+        ``process`` does) and some process still reports the endpoint open: only its
+        holder sends the half-open probe, and none is sent once one has succeeded."""
 
     @abstractmethod
     async def release_probe(self, endpoint: str, process: str) -> None:
@@ -129,6 +131,12 @@ class SharedState(ABC):
     @abstractmethod
     async def overrides(self) -> dict[str, ForcedState]:
         """Every endpoint under a manual override, and its override."""
+
+    def changes(self) -> AbstractAsyncContextManager[AsyncIterator[str]]:
+        """Subscribe to changes: an iterator of the endpoints whose reports or overrides
+        changed, pushed as they happen. Optional: a backend without it is polled only
+        (the default raises :class:`NotImplementedError`)."""
+        raise NotImplementedError
 
     async def aclose(self) -> None:  # noqa: B027 - optional, nothing to release by default
         """Release the backend's connections. Idempotent."""
