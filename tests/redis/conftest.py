@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ._server import RedisServer
+from cloudkit_trio.testing import LocalRedis
 
 # coredis leaves the anyio memory streams of a connection that failed to open (a Redis
 # that is down) for the garbage collector, which warns about them: expected here, where
@@ -30,11 +30,7 @@ def _collect_coredis_leftovers() -> Iterator[None]:
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+def redis_server() -> Iterator[LocalRedis]:
     """A fresh, empty Redis server on 127.0.0.1, stopped after the test."""
-    server = RedisServer()
-    server.start()
-    try:
+    with LocalRedis() as server:
         yield server
-    finally:
-        server.kill()

@@ -22,7 +22,7 @@ import cloudkit_trio as ck
 from cloudkit_trio.redis import RedisState
 
 if TYPE_CHECKING:
-    from ._server import RedisServer
+    from cloudkit_trio.testing import LocalRedis
 
 ENDPOINT = "https://s3.us-east-1.amazonaws.com:443"
 
@@ -34,7 +34,7 @@ def clock(mock_clock: trio.testing.MockClock) -> trio.testing.MockClock:
 
 
 @asynccontextmanager
-async def state(server: RedisServer, **options: object) -> AsyncIterator[RedisState]:
+async def state(server: LocalRedis, **options: object) -> AsyncIterator[RedisState]:
     options.setdefault("clock", trio.current_time)
     # In mock seconds: the clock may jump while every task waits on Redis.
     options.setdefault("timeout", 1.0)
@@ -43,14 +43,14 @@ async def state(server: RedisServer, **options: object) -> AsyncIterator[RedisSt
 
 
 @asynccontextmanager
-async def raw(server: RedisServer) -> AsyncIterator[coredis.Redis[bytes]]:
+async def raw(server: LocalRedis) -> AsyncIterator[coredis.Redis[bytes]]:
     async with coredis.Redis(host="127.0.0.1", port=server.port) as client:
         yield client
 
 
 class TestSharedBucket:
     async def test_starts_full_then_refills_at_its_rate(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with state(redis_server) as one:
             first = await one.lease_tokens("s3", rate=10.0, burst=5, count=8)
@@ -62,7 +62,7 @@ class TestSharedBucket:
             assert (await one.lease_tokens("s3", rate=10.0, burst=5, count=8)).granted == 5
 
     async def test_processes_share_one_rate(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         """Three processes asking for 50/s each get 50/s between them, not 150/s."""
         granted = [0, 0, 0]
@@ -83,7 +83,7 @@ class TestSharedBucket:
         assert all(share > 0 for share in granted), granted
 
     async def test_keys_are_namespaced_and_expire(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with state(redis_server, namespace="app1") as one:
             await one.lease_tokens("s3", rate=10.0, burst=5, count=1)
@@ -104,7 +104,7 @@ class TestSharedBucket:
 
 class TestBreakerSignals:
     async def test_reports_are_counted_per_process_and_expire(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with state(redis_server) as one, state(redis_server) as two:
             assert await one.open_reports(ENDPOINT) == 0
@@ -118,7 +118,7 @@ class TestBreakerSignals:
             assert await one.open_reports(ENDPOINT) == 0
 
     async def test_one_probe_lease_at_a_time(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with state(redis_server) as one, state(redis_server) as two:
             assert not await one.acquire_probe(ENDPOINT, "p1", 2.0)  # nobody reports it down
@@ -131,7 +131,7 @@ class TestBreakerSignals:
             await one.release_probe(ENDPOINT, "p1")
             assert await two.acquire_probe(ENDPOINT, "p2", 2.0)
 
-    async def test_a_probe_lease_expires(self, redis_server: RedisServer) -> None:
+    async def test_a_probe_lease_expires(self, redis_server: LocalRedis) -> None:
         """The lease lives in Redis's own time: a holder that died frees it."""
         async with state(redis_server) as one, state(redis_server) as two:
             await one.report_open(ENDPOINT, "p1", 30.0)
@@ -140,7 +140,7 @@ class TestBreakerSignals:
             assert await two.acquire_probe(ENDPOINT, "p2", 0.05)
 
     async def test_manual_override_is_seen_by_every_process(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with state(redis_server) as one, state(redis_server) as two:
             assert await two.forced(ENDPOINT) is None
@@ -156,7 +156,7 @@ class TestBreakerSignals:
 
 class TestFailures:
     async def test_a_dead_server_is_unavailable_then_recovered(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         """Killed mid-test, every call fails fast with SharedStateUnavailable; restarted,
         the same RedisState works again (a fresh, empty server)."""
@@ -214,7 +214,7 @@ class TestFailures:
 
 class TestViews:
     async def test_one_step_says_reports_and_overrides_of_many_endpoints(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         other = "https://sqs.us-east-1.amazonaws.com:443"
         async with state(redis_server) as one, state(redis_server) as two:

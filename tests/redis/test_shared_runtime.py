@@ -22,7 +22,7 @@ from cloudkit_trio.testing import CapturingLogger, RecordingMetrics
 from cloudkit_trio.transport import NoAuthSigner
 
 if TYPE_CHECKING:
-    from ._server import RedisServer
+    from cloudkit_trio.testing import LocalRedis
 
 URL = "http://127.0.0.1:9001/item"
 ENDPOINT = "http://127.0.0.1:9001"
@@ -51,7 +51,7 @@ def clock(mock_clock: trio.testing.MockClock) -> trio.testing.MockClock:
 
 @asynccontextmanager
 async def processes(
-    server: RedisServer, count: int, *, quorum: int = 2
+    server: LocalRedis, count: int, *, quorum: int = 2
 ) -> AsyncIterator[list[tuple[ck.Cloud, Endpoint, RecordingMetrics]]]:
     """``count`` contexts, each with its own backend, endpoint double and metrics."""
     async with AsyncExitStack() as stack:
@@ -102,7 +102,7 @@ async def get_soon(cloud: ck.Cloud) -> None:
 
 class TestQuorum:
     async def test_a_quorum_of_reports_opens_the_other_processes(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with processes(redis_server, 3) as [(a, a_end, _), (b, b_end, _), (c, c_end, m)]:
             await get(c)  # c knows the endpoint, and it is healthy for c
@@ -121,7 +121,7 @@ class TestQuorum:
         assert m.counter_total("shared_opens", endpoint=ENDPOINT) == 1
 
     async def test_a_successful_probe_withdraws_every_report(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with processes(redis_server, 2, quorum=1) as [(a, a_end, _), (b, _b_end, _)]:
             await get(b)
@@ -141,7 +141,7 @@ class TestQuorum:
 
 class TestOneProbe:
     async def test_recovery_is_probed_once_not_once_per_process(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         """Three processes open; after the break only the holder of the probe lease sends
         a probe, and its success closes the other two without a request of theirs."""
@@ -199,7 +199,7 @@ class TestOneProbe:
 
 class TestOverrides:
     async def test_force_everywhere_reaches_every_process_and_lifts(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         async with processes(redis_server, 3) as [(a, _, _), (b, b_end, _), (c, _, _)]:
             await a.force_everywhere(URL, ck.ForcedState.OPEN)
@@ -231,7 +231,7 @@ class TestOverrides:
 
 class TestRedisDown:
     async def test_operations_go_on_locally_and_resynchronise(
-        self, redis_server: RedisServer, clock: trio.testing.MockClock
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:
         """Redis killed: nothing blocks or fails because of it, the failures are counted
         and shown; restarted: the next opening propagates again."""

@@ -6,11 +6,13 @@
 from .._exports import publish
 from ._faults import Fault, FaultyTransport
 from ._recording import CapturingLogger, RecordedInstrument, RecordingMetrics
+from ._redis import LocalRedis
 
 __all__ = [
     "CapturingLogger",
     "Fault",
     "FaultyTransport",
+    "LocalRedis",
     "RecordedInstrument",
     "RecordingMetrics",
 ]

