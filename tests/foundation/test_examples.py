@@ -53,3 +53,19 @@ class TestRuntimeExamples:
         assert "workers: ['poller']" in out
         assert "'router', 'workers']" in out
         assert "[b'pong', b'pong', b'pong']" in out
+
+    def test_shared_state(self) -> None:
+        """examples/shared_state.py: three processes share breaker state through a real
+        Redis on 127.0.0.1: the quiet ones open on the busy one's report, one probe
+        closes all three, an override reaches all three."""
+        out = run_example("shared_state.py")
+        lines = out.splitlines()
+        outage = [line for line in lines if ": outage" in line]
+        assert len(outage) == 3 and all("breaker open" in line for line in outage)
+        assert sum("opened by the others' report: 1" in line for line in outage) == 2
+        recovery = [line for line in lines if ": recovery" in line]
+        assert all("breaker closed" in line for line in recovery)
+        assert sorted(line.rsplit(" ", 1)[1] for line in recovery) == ["0", "0", "1"]
+        overrides = [line for line in lines if "override" in line]
+        assert len(overrides) == 3
+        assert all("forced open: True, lifted: closed" in line for line in overrides)
