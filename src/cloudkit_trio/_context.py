@@ -366,6 +366,13 @@ class CloudContextBuilder:
 
     def build(self) -> CloudContext:
         """Validate and return the context. Nothing starts until it is entered or served."""
+        if self._shared is None and any(limit.shared for limit in self._rate_limits.values()):
+            raise ConfigError(
+                "RateLimit(shared=True) is shared through the state other processes see: "
+                "configure it with .shared_state(backend)",
+                field="shared",
+                value=True,
+            )
         config = self._config if self._config is not None else CloudConfig()
         provider = self._provider
         policy = self._policy

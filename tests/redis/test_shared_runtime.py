@@ -51,7 +51,7 @@ def clock(mock_clock: trio.testing.MockClock) -> trio.testing.MockClock:
 
 @asynccontextmanager
 async def processes(
-    server: LocalRedis, count: int, *, quorum: int = 2
+    server: LocalRedis, count: int, *, quorum: int = 2, rate_limit: ck.RateLimit | None = None
 ) -> AsyncIterator[list[tuple[ck.Cloud, Endpoint, RecordingMetrics]]]:
     """``count`` contexts, each with its own backend, endpoint double and metrics."""
     async with AsyncExitStack() as stack:
@@ -59,7 +59,7 @@ async def processes(
         for index in range(count):
             endpoint, metrics = Endpoint(), RecordingMetrics()
             backend = RedisState(server.url, timeout=1.0, clock=trio.current_time)
-            context = (
+            builder = (
                 ck.CloudContext.builder(ck.ProviderType.AWS)
                 .transport(httpx.MockTransport(endpoint))
                 .signer(NoAuthSigner())
@@ -67,8 +67,10 @@ async def processes(
                 .metrics_collector(metrics)
                 .retry_policy(BREAKER)
                 .shared_state(backend, quorum=quorum, poll_interval=0.05, process=f"p{index}")
-                .build()
             )
+            if rate_limit is not None:
+                builder = builder.rate_limit(rate_limit)
+            context = builder.build()
             found.append((await stack.enter_async_context(context), endpoint, metrics))
         yield found
 
@@ -256,6 +258,49 @@ class TestRedisDown:
             assert c.breaker(URL).state is BreakerState.OPEN
             assert c.snapshot().shared.available  # type: ignore[union-attr]
         assert metrics.counter_total("shared_state_unavailable") > 0
+
+
+class TestSharedRateLimit:
+    async def test_processes_keep_to_one_rate_together(
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
+    ) -> None:
+        """Three processes, each offered 20 operations a second against one shared limit
+        of 30 a second (failing fast): together they send 30 a second, not 60."""
+        limit = ck.RateLimit(30.0, wait=False, shared=True)
+        async with processes(redis_server, 3, rate_limit=limit) as procs:
+            sent_before = [end.requests for _c, end, _m in procs]
+
+            async def offer(cloud: ck.Cloud, until: float) -> None:
+                while trio.current_time() < until:
+                    with contextlib.suppress(ck.Throttled):
+                        await get(cloud)
+                    await trio.sleep(0.05)
+
+            start = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                for cloud, _end, _m in procs:
+                    nursery.start_soon(offer, cloud, start + 5.0)
+            sent = [end.requests - b for (_c, end, _m), b in zip(procs, sent_before, strict=True)]
+            shared = [cloud.snapshot().shared for cloud, _e, _m in procs]
+        assert 135 <= sum(sent) <= 165, sent  # 30/s for 5 s, within 10 % (alone: 300)
+        assert all(share > 25 for share in sent), sent  # every process gets its part
+        assert all(s is not None and s.leases > 0 for s in shared)
+
+    def test_a_shared_limit_needs_shared_state(self) -> None:
+        builder = ck.CloudContext.builder(ck.ProviderType.AWS).rate_limit(
+            ck.RateLimit(10.0, shared=True)
+        )
+        with pytest.raises(ck.ConfigError, match="shared_state"):
+            builder.build()
+
+    def test_settings_are_validated(self) -> None:
+        with pytest.raises(ck.ConfigError, match="shared=True"):
+            ck.RateLimit(10.0, key="quota")
+        with pytest.raises(ck.ConfigError, match="shared and adaptive"):
+            ck.RateLimit(10.0, shared=True, adaptive=True)
+        with pytest.raises(ck.ConfigError, match="RateLimit.key"):
+            ck.RateLimit(10.0, shared=True, key=" ")
+        assert ck.RateLimit(10.0, shared=True, key="s3-writes").key == "s3-writes"
 
 
 class TestBuilder:

@@ -375,6 +375,14 @@ class Admission:
     def snapshots(self, now: float) -> tuple[EndpointAdmission, ...]:
         return tuple(gate.snapshot(now) for gate in self._gates.values())
 
+    def shared_buckets(self) -> list[tuple[str, TokenBucket]]:
+        """(endpoint, bucket) of every gate whose rate limit is shared by processes."""
+        return [
+            (endpoint, gate.bucket)
+            for endpoint, gate in self._gates.items()
+            if gate.bucket is not None and gate.bucket.settings.shared
+        ]
+
     def gauges(self) -> list[tuple[str, int, float | None]]:
         """(endpoint, concurrency limit, adaptive rate or None) of the adaptive gates."""
         return [

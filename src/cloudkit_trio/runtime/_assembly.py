@@ -147,17 +147,19 @@ class Runtime:
             mandatory_window=settings.mandatory_window,
         )
         self.breakers = BreakerRegistry(settings.breaker, self.events, self.logger)
-        self.shared = (
-            None
-            if settings.shared is None
-            else SharedSync(settings.shared, self.breakers, self.events, self.logger)
-        )
         self.owns_transport = settings.transport is None
         self.transport = _transport(settings)
         self.admission = Admission(
             max_concurrency=config.max_concurrency,
             max_per_endpoint=config.max_concurrency_per_endpoint,
             settings=settings.admission,
+        )
+        self.shared = (
+            None
+            if settings.shared is None
+            else SharedSync(
+                settings.shared, self.breakers, self.events, self.logger, self.admission
+            )
         )
         self.runner = OperationRunner(
             provider=settings.provider,

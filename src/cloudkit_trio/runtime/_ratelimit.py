@@ -67,6 +67,10 @@ _HOLDOFF: Final = 1.0 / _MEASURE_BUCKETS_PER_SECOND
 _EPSILON: Final = 1e-9
 
 
+# The lowest rate a lease sets: a shared bucket that got nothing still asks again.
+_MIN_LEASED_RATE: Final = 0.01
+
+
 @attrs.frozen
 class TokenBucketSnapshot:
     """An endpoint's rate limit at one instant.
@@ -117,6 +121,7 @@ class TokenBucket:
         "_measure_count",
         "_span",
         "_w_max",
+        "asked",
         "endpoint",
         "last_used",
         "measured_rate",
@@ -132,6 +137,8 @@ class TokenBucket:
         self.last_used = now
         self.refused = 0
         self.throttles = 0
+        #: Tokens asked for since creation (taken or refused): a shared bucket's demand.
+        self.asked = 0
         self.rate = float(settings.rate)
         self._interval = 1.0 / self.rate
         self._span = settings.burst / self.rate
@@ -156,6 +163,7 @@ class TokenBucket:
         A caller that gives up before its token is due hands it back with :meth:`cancel`.
         """
         self.last_used = now
+        self.asked += 1
         full_at = self._full_at
         full_at = (full_at if full_at > now else now) + self._interval
         delay = full_at - self._span - now
@@ -171,6 +179,7 @@ class TokenBucket:
     def try_take(self, now: float) -> bool:
         """Take a token if one is free now (fail-fast mode); never reserves."""
         self.last_used = now
+        self.asked += 1
         full_at = self._full_at
         full_at = (full_at if full_at > now else now) + self._interval
         if full_at - self._span - now <= _EPSILON:
@@ -254,6 +263,11 @@ class TokenBucket:
             refused=self.refused,
             last_used=self.last_used,
         )
+
+    def lease(self, now: float, rate: float) -> None:
+        """A shared bucket's lease: spend tokens at ``rate`` a second from now on (at
+        least a hundredth of a token a second, so a process never stops asking)."""
+        self._set_rate(now, rate if rate > _MIN_LEASED_RATE else _MIN_LEASED_RATE)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ store comes back. Reports queued while the store was away are sent then, if stil
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -43,6 +44,7 @@ from ._breaker import Breaker, BreakerEvent, BreakerState
 
 if TYPE_CHECKING:
     from ..spi import Logger
+    from ._admission import Admission
     from ._events import RuntimeEvents
     from ._registry import BreakerRegistry
 
@@ -52,6 +54,11 @@ __all__ = ["SharedSettings", "SharedSnapshot", "SharedSync", "default_process_id
 _MAX_VIEWED: Final = 256
 # Endpoints not used for this long are not looked at any more.
 _VIEW_HORIZON: Final = 300.0
+# Seconds each lease of a shared bucket's tokens lasts; a bucket that got nothing still
+# spends at this share of the rate (a caller that reserved a token then would otherwise
+# wait for ages).
+_LEASE_PERIOD: Final = 0.1
+_LEASE_FLOOR: Final = 0.02
 # Seconds between two looks at a deferred breaker nobody has asked for since its break.
 _DEMAND_CHECK: Final = 0.1
 # Seconds before subscribing again after the subscription failed.
@@ -108,6 +115,8 @@ class SharedSnapshot:
     waiting_for_probe: int = 0
     #: Whether other processes' changes are pushed here now (else it only polls).
     subscribed: bool = False
+    #: Leases of shared rate-limit tokens taken since the start.
+    leases: int = 0
 
 
 @attrs.define
@@ -136,9 +145,14 @@ class SharedSync:
         breakers: BreakerRegistry,
         events: RuntimeEvents,
         logger: Logger,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
         self._breakers = breakers
+        self._admission = admission
+        #: Per shared bucket (by endpoint): its demand counter at the last lease.
+        self._asked: dict[str, int] = {}
+        self.leases = 0
         self._events = events
         self._logger = logger
         self._pending: deque[_Report] = deque(maxlen=_MAX_PENDING)
@@ -201,6 +215,7 @@ class SharedSync:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._listen)
+                nursery.start_soon(self._lease_loop)
                 task_status.started()
                 while True:
                     await self.sync_once()
@@ -236,6 +251,47 @@ class SharedSync:
             finally:
                 self.subscribed = False
             await trio.sleep(_RESUBSCRIBE_AFTER)
+
+    async def _lease_loop(self) -> None:
+        """Every _LEASE_PERIOD, lease each shared bucket's tokens for the next period."""
+        while True:
+            await self.lease_once()
+            await trio.sleep(_LEASE_PERIOD)
+
+    async def lease_once(self) -> None:
+        """Lease as many tokens as each shared bucket was asked for in the last period,
+        and set its rate so it spends them over the next."""
+        if self._admission is None:
+            return
+        backend = self.settings.backend
+        live = set()
+        for endpoint, bucket in self._admission.shared_buckets():
+            live.add(endpoint)
+            asked = bucket.asked - self._asked.get(endpoint, 0)
+            self._asked[endpoint] = bucket.asked
+            if asked <= 0:
+                continue  # idle: its share stays as it was
+            limit = bucket.settings
+            # Its demand counts the attempts the bucket refused too, so asking for exactly
+            # that grows with demand; asking for more would strand tokens here that other
+            # processes could have spent.
+            want = asked
+            # The shared bucket must hold a few periods of the rate, or tokens would spill
+            # between two processes' leases.
+            capacity = max(limit.burst, want, math.ceil(limit.rate * _LEASE_PERIOD * 4))
+            try:
+                lease = await backend.lease_tokens(
+                    limit.key or endpoint, rate=limit.rate, burst=capacity, count=want
+                )
+            except Exception as error:
+                self._failed("lease", error)
+                return  # every bucket keeps the share it had: decided locally
+            self._succeeded()
+            self.leases += 1
+            floor = limit.rate * _LEASE_FLOOR
+            bucket.lease(trio.current_time(), max(lease.granted / _LEASE_PERIOD, floor))
+        for endpoint in [e for e in self._asked if e not in live]:
+            del self._asked[endpoint]
 
     async def sync_once(self) -> None:
         """Send what was heard, read and apply the other processes' view, then settle
@@ -415,4 +471,5 @@ class SharedSync:
             probes_led=self.probes_led,
             waiting_for_probe=len(self._deferred),
             subscribed=self.subscribed,
+            leases=self.leases,
         )

@@ -71,6 +71,15 @@ def _optional_wait(instance: object, attribute: Any, value: object) -> None:
         check_seconds(f"{type(instance).__name__}.{attribute.name}", value, allow_zero=True)
 
 
+def _optional_key(instance: object, attribute: Any, value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value or value != value.strip()):
+        raise ConfigError(
+            f"{type(instance).__name__}.{attribute.name} must be a non-empty name, got {value!r}",
+            field=attribute.name,
+            value=value,
+        )
+
+
 def _algorithm(_instance: object, _attribute: Any, value: object) -> None:
     if value not in _ALGORITHMS:
         raise ConfigError(
@@ -135,6 +144,14 @@ class RateLimit:
     slowly near the rate that was throttled and faster beyond it, never above twice the
     measured sending rate, never below ``min_rate`` and never above ``max_rate``.
 
+    ``shared=True`` makes it one limit for every process that shares state
+    (:meth:`~cloudkit_trio.CloudContextBuilder.shared_state`): a token bucket in the
+    store, named by ``key`` (a quota several endpoints draw on) or the endpoint. Each
+    process leases its tokens from it every tenth of a second, as many as it recently
+    asked for, and spends them at the rate they came; so its operations never wait on
+    the store, and the processes together keep to ``rate``. While the store is away a
+    process keeps the rate it last got (``rate`` before the first lease).
+
     Defaults: ``burst=1`` (evenly spaced attempts; raise it to let idle time be spent in
     a burst), ``wait=True``, ``min_rate=0.5`` a second (botocore's floor: a throttled
     client still probes every two seconds), ``max_rate=None`` (no ceiling). Tuning: set
@@ -157,8 +174,25 @@ class RateLimit:
     min_rate: float = attrs.field(default=0.5, kw_only=True, validator=_positive)
     #: The adaptive rate's ceiling, tokens a second, or None for none.
     max_rate: float | None = attrs.field(default=None, kw_only=True, validator=_optional_rate)
+    #: One bucket for every process sharing state (``.shared_state(...)``), not one each.
+    shared: bool = attrs.field(default=False, kw_only=True, validator=_flag)
+    #: The shared bucket's name (a quota several endpoints draw on); None: the endpoint.
+    key: str | None = attrs.field(default=None, kw_only=True, validator=_optional_key)
 
     def __attrs_post_init__(self) -> None:
+        if self.key is not None and not self.shared:
+            raise ConfigError(
+                "RateLimit.key names a shared bucket: give shared=True too",
+                field="key",
+                value=self.key,
+            )
+        if self.shared and self.adaptive:
+            raise ConfigError(
+                "RateLimit cannot be shared and adaptive at once: the shared bucket sets "
+                "each process's rate",
+                field="adaptive",
+                value=self.adaptive,
+            )
         if not self.adaptive:
             return
         if self.min_rate > self.rate:
