@@ -298,7 +298,7 @@ class TestSharedRateLimit:
             ck.RateLimit(10.0, key="quota")
         with pytest.raises(ck.ConfigError, match="shared and adaptive"):
             ck.RateLimit(10.0, shared=True, adaptive=True)
-        with pytest.raises(ck.ConfigError, match="RateLimit.key"):
+        with pytest.raises(ck.ConfigError, match=r"RateLimit\.key"):
             ck.RateLimit(10.0, shared=True, key=" ")
         assert ck.RateLimit(10.0, shared=True, key="s3-writes").key == "s3-writes"
 
