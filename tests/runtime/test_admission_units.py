@@ -224,6 +224,53 @@ def bucket(settings: RateLimit, now: float = 0.0) -> TokenBucket:
     return TokenBucket(ENDPOINT, settings, now)
 
 
+class TestLeasedBucket:
+    """A shared bucket spends exactly what its leases granted."""
+
+    def bucket(self) -> TokenBucket:
+        return TokenBucket("http://e:80", RateLimit(100.0, shared=True), 0.0)
+
+    def test_spends_the_lease_and_no_more(self) -> None:
+        bucket = self.bucket()
+        bucket.lease(0.0, 3, 0.1)
+        assert [bucket.try_take(0.01) for _ in range(4)] == [True, True, True, False]
+        assert bucket.refused == 1 and bucket.asked == 4
+        bucket.lease(0.1, 2, 0.1)  # unspent tokens are not kept; none were here
+        assert [bucket.try_take(0.11) for _ in range(3)] == [True, True, False]
+
+    def test_unspent_tokens_go_and_owed_ones_are_paid_first(self) -> None:
+        bucket = self.bucket()
+        bucket.lease(0.0, 5, 0.1)
+        assert bucket.try_take(0.01)
+        bucket.lease(0.1, 2, 0.1)  # the 4 left of the first lease are not kept
+        assert [bucket.reserve(0.11) for _ in range(2)] == [0.0, 0.0]
+        # None left: the next ones wait for the next lease, one spacing apart.
+        assert bucket.reserve(0.12) == pytest.approx(0.08)
+        assert bucket.reserve(0.12) == pytest.approx(0.08 + 0.05)
+        assert bucket.reserve(0.12, max_wait=0.1) == math.inf  # past its deadline
+        bucket.lease(0.2, 3, 0.1)  # pays the two owed first
+        assert [bucket.try_take(0.21) for _ in range(2)] == [True, False]
+
+    def test_a_cancelled_reservation_gives_its_token_back(self) -> None:
+        bucket = self.bucket()
+        bucket.lease(0.0, 1, 0.1)
+        assert bucket.reserve(0.0) == 0.0
+        delay = bucket.reserve(0.0)
+        assert delay == pytest.approx(0.1)
+        bucket.cancel(0.05, 0.0 + delay)
+        bucket.lease(0.1, 1, 0.1)
+        assert bucket.try_take(0.1)
+
+    def test_unleased_it_paces_itself_at_its_last_share(self) -> None:
+        bucket = self.bucket()
+        bucket.lease(0.0, 2, 0.1)  # 20/s
+        assert bucket.try_take(0.0) and bucket.try_take(0.0) and not bucket.try_take(0.0)
+        bucket.unlease(0.0)
+        assert bucket.rate == pytest.approx(20.0)
+        assert bucket.try_take(0.05) and not bucket.try_take(0.05)
+        assert bucket.try_take(0.1)
+
+
 class TestTokenBucket:
     def test_two_hundred_at_fifty_a_second(self) -> None:
         """200 reservations at 50/s with burst 1 are served FIFO, the last at 3.98 s."""

@@ -67,10 +67,6 @@ _HOLDOFF: Final = 1.0 / _MEASURE_BUCKETS_PER_SECOND
 _EPSILON: Final = 1e-9
 
 
-# The lowest rate a lease sets: a shared bucket that got nothing still asks again.
-_MIN_LEASED_RATE: Final = 0.01
-
-
 @attrs.frozen
 class TokenBucketSnapshot:
     """An endpoint's rate limit at one instant.
@@ -112,13 +108,16 @@ class TokenBucket:
     """
 
     __slots__ = (
+        "_credit",
         "_floor",
         "_full_at",
         "_interval",
         "_k",
         "_last_throttle",
+        "_lease_spacing",
         "_measure_bucket",
         "_measure_count",
+        "_next_lease_at",
         "_span",
         "_w_max",
         "asked",
@@ -151,6 +150,11 @@ class TokenBucket:
         self._last_throttle = now - self._k
         self.measured_rate = 0.0
         self._measure_bucket = math.floor(now * _MEASURE_BUCKETS_PER_SECOND)
+        # A shared bucket's leased tokens not yet spent (negative: owed to reservations
+        # made before the next lease); None while it has no lease and paces itself.
+        self._credit: float | None = None
+        self._next_lease_at = now
+        self._lease_spacing = self._interval
         self._measure_count = 0
 
     # -- the hot path ----------------------------------------------------------------------
@@ -164,6 +168,18 @@ class TokenBucket:
         """
         self.last_used = now
         self.asked += 1
+        credit = self._credit
+        if credit is not None:
+            if credit >= 1.0:
+                self._credit = credit - 1.0
+                return 0.0
+            # None left: the token comes with a later lease, after those owed already.
+            delay = self._next_lease_at - now + (-credit) * self._lease_spacing
+            if delay > max_wait:
+                self.refused += 1
+                return math.inf
+            self._credit = credit - 1.0
+            return delay if delay > 0.0 else 0.0
         full_at = self._full_at
         full_at = (full_at if full_at > now else now) + self._interval
         delay = full_at - self._span - now
@@ -180,6 +196,13 @@ class TokenBucket:
         """Take a token if one is free now (fail-fast mode); never reserves."""
         self.last_used = now
         self.asked += 1
+        credit = self._credit
+        if credit is not None:
+            if credit >= 1.0:
+                self._credit = credit - 1.0
+                return True
+            self.refused += 1
+            return False
         full_at = self._full_at
         full_at = (full_at if full_at > now else now) + self._interval
         if full_at - self._span - now <= _EPSILON:
@@ -193,6 +216,9 @@ class TokenBucket:
         reserved), because its caller gave up. Nothing happens once it is due: then the
         caller may have sent, and the token is spent."""
         if due <= now:
+            return
+        if self._credit is not None:
+            self._credit += 1.0
             return
         full_at = self._full_at - self._interval
         self._full_at = full_at if full_at > now else now
@@ -264,10 +290,25 @@ class TokenBucket:
             last_used=self.last_used,
         )
 
-    def lease(self, now: float, rate: float) -> None:
-        """A shared bucket's lease: spend tokens at ``rate`` a second from now on (at
-        least a hundredth of a token a second, so a process never stops asking)."""
-        self._set_rate(now, rate if rate > _MIN_LEASED_RATE else _MIN_LEASED_RATE)
+    def lease(self, now: float, granted: int, period: float) -> None:
+        """A shared bucket's lease: ``granted`` tokens to spend until the next one, due
+        in ``period`` seconds. Tokens owed to reservations are paid first; tokens of the
+        last lease left unspent are not kept (asking for them again is what the others'
+        share is made of)."""
+        credit = self._credit
+        owed = credit if credit is not None and credit < 0.0 else 0.0
+        self._credit = owed + granted
+        self._next_lease_at = now + period
+        rate = granted / period
+        self._lease_spacing = period / granted if granted else period
+        if rate > 0.0:
+            self._set_rate(now, rate)
+
+    def unlease(self, now: float) -> None:
+        """The store is away: pace locally again, at the rate of the last lease."""
+        if self._credit is not None:
+            self._credit = None
+            self._full_at = now
 
     # -- internals -------------------------------------------------------------------------
 

@@ -54,11 +54,8 @@ __all__ = ["SharedSettings", "SharedSnapshot", "SharedSync", "default_process_id
 _MAX_VIEWED: Final = 256
 # Endpoints not used for this long are not looked at any more.
 _VIEW_HORIZON: Final = 300.0
-# Seconds each lease of a shared bucket's tokens lasts; a bucket that got nothing still
-# spends at this share of the rate (a caller that reserved a token then would otherwise
-# wait for ages).
+# Seconds each lease of a shared bucket's tokens lasts.
 _LEASE_PERIOD: Final = 0.1
-_LEASE_FLOOR: Final = 0.02
 # Seconds between two looks at a deferred breaker nobody has asked for since its break.
 _DEMAND_CHECK: Final = 0.1
 # Seconds before subscribing again after the subscription failed.
@@ -285,11 +282,14 @@ class SharedSync:
                 )
             except Exception as error:
                 self._failed("lease", error)
-                return  # every bucket keeps the share it had: decided locally
+                # Decided locally: every shared bucket paces itself at its last share.
+                now = trio.current_time()
+                for _endpoint, local in self._admission.shared_buckets():
+                    local.unlease(now)
+                return
             self._succeeded()
             self.leases += 1
-            floor = limit.rate * _LEASE_FLOOR
-            bucket.lease(trio.current_time(), max(lease.granted / _LEASE_PERIOD, floor))
+            bucket.lease(trio.current_time(), lease.granted, _LEASE_PERIOD)
         for endpoint in [e for e in self._asked if e not in live]:
             del self._asked[endpoint]
 
