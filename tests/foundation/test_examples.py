@@ -57,7 +57,8 @@ class TestRuntimeExamples:
     def test_shared_state(self) -> None:
         """examples/shared_state.py: three processes share breaker state through a real
         Redis on 127.0.0.1: the quiet ones open on the busy one's report, one probe
-        closes all three, an override reaches all three."""
+        closes all three, an override reaches all three, and together they keep to one
+        rate limit."""
         out = run_example("shared_state.py")
         lines = out.splitlines()
         outage = [line for line in lines if ": outage" in line]
@@ -69,3 +70,9 @@ class TestRuntimeExamples:
         overrides = [line for line in lines if "override" in line]
         assert len(overrides) == 3
         assert all("forced open: True, lifted: closed" in line for line in overrides)
+        shares = {line.split(":")[0]: line for line in lines if ": shared limit offered" in line}
+        assert len(shares) == 3
+        # The quiet worker gets all it asks for; the others share the rest.
+        assert int(shares["worker-2"].split("sent")[1].split("/s")[0]) >= 17
+        together = next(line for line in lines if line.startswith("together:"))
+        assert 54 <= int(together.split("sent ")[1].split("/s")[0]) <= 66, together

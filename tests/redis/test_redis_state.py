@@ -82,6 +82,53 @@ class TestSharedBucket:
         assert 5 + 50 * 4 * 0.95 <= total <= 5 + 50 * 4 * 1.05, granted
         assert all(share > 0 for share in granted), granted
 
+    @pytest.mark.parametrize("fair", [True, False])
+    async def test_named_processes_share_fairly_whoever_leases_first(
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock, fair: bool
+    ) -> None:
+        """Two processes asking for more than 20/s between them, the same one always
+        first: named, each gets half; unnamed, the first takes everything."""
+        granted = {"p1": 0, "p2": 0}
+        async with state(redis_server) as one:
+            for _ in range(40):
+                for process in ("p1", "p2"):
+                    lease = await one.lease_tokens(
+                        "quota",
+                        rate=20.0,
+                        burst=4,
+                        count=10,
+                        process=process if fair else None,
+                        period=0.1 if fair else None,
+                    )
+                    granted[process] += lease.granted
+                await trio.sleep(0.1)
+        if fair:
+            assert 35 <= granted["p1"] <= 45 and 35 <= granted["p2"] <= 45, granted
+        else:
+            assert granted["p2"] <= 5 < granted["p1"], granted
+        assert sum(granted.values()) <= 4 + 20 * 4, granted
+
+    async def test_a_quiet_process_is_reserved_its_rate_not_a_period(
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
+    ) -> None:
+        """A process that leases one token every half second asks for 2/s; the busy one
+        gets the other 18/s of 20."""
+        granted = {"quiet": 0, "busy": 0}
+        async with state(redis_server) as one:
+            for step in range(40):
+                if step % 5 == 0:
+                    lease = await one.lease_tokens(
+                        "quota", rate=20.0, burst=4, count=1, process="quiet", period=0.1
+                    )
+                    granted["quiet"] += lease.granted
+                lease = await one.lease_tokens(
+                    "quota", rate=20.0, burst=4, count=10, process="busy", period=0.1
+                )
+                granted["busy"] += lease.granted
+                await trio.sleep(0.1)
+        assert granted["quiet"] == 8, granted
+        assert 66 <= granted["busy"] <= 76, granted
+
     async def test_keys_are_namespaced_and_expire(
         self, redis_server: LocalRedis, clock: trio.testing.MockClock
     ) -> None:

@@ -45,14 +45,21 @@ else
 end
 """
 
-# KEYS[1] bucket; ARGV: now, rate (per second), burst, count. A bucket is created full;
-# it expires once it would have refilled anyway, so an idle key costs nothing.
+# KEYS[1] bucket, KEYS[2] the processes' demands; ARGV: now, rate (per second), burst,
+# count, process, period (ms). A bucket is created full; it expires once it would have
+# refilled anyway, so an idle key costs nothing. With a process named, the rate is shared
+# max-min fairly among the processes that lease it, by the rate each was asked at (tokens
+# per ms, stored with when it leased): a process gets its share of the rate for the time
+# since its last lease (the fraction of a token it could not take is carried to the
+# next), so the order in which processes lease does not decide who sends.
 _LEASE: Final = (
     _NOW
     + """
 local rate = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local count = tonumber(ARGV[4])
+local process = ARGV[5]
+local period = tonumber(ARGV[6])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(state[1])
 local at = tonumber(state[2])
@@ -64,7 +71,65 @@ if now > at then
     tokens = math.min(burst, tokens + (now - at) * rate / 1000)
     at = now
 end
-local granted = math.min(count, math.floor(tokens))
+local allowed = count
+local carry = 0
+local demand = count / period
+if process ~= '' then
+    local entries = redis.call('HGETALL', KEYS[2])
+    local demands = {}
+    local last = nil
+    for i = 1, #entries, 2 do
+        local asked, since, left = string.match(entries[i + 1], '^([^:]*):([^:]*):([^:]*)$')
+        asked = tonumber(asked) or 0
+        since = tonumber(since)
+        -- A process asked at a rate leases again once it has been asked for one more
+        -- token: its demand counts for twice that long, and for no more than 30 periods.
+        local live = 30 * period
+        if asked > 0 then
+            live = math.min(live, 2 * math.max(period, 1 / asked))
+        end
+        if since == nil or now - since > 30 * period then
+            redis.call('HDEL', KEYS[2], entries[i])
+        elseif entries[i] == process then
+            last = since
+            carry = tonumber(left) or 0
+        elseif now - since <= live then
+            table.insert(demands, asked)
+        end
+    end
+    -- A process asks for what it was asked since its last lease: a quiet one leases
+    -- seldom, and its demand is that count over the whole time, not over one period.
+    local elapsed = period
+    if last ~= nil then
+        demand = count / math.max(now - last, period)
+        elapsed = math.min(math.max(now - last, 0), 2 * period)
+    end
+    table.insert(demands, demand)
+    table.sort(demands)
+    local remaining = rate / 1000
+    local level = nil
+    for i = 1, #demands do
+        local fair = remaining / (#demands - i + 1)
+        if demands[i] > fair then
+            level = fair
+            break
+        end
+        remaining = remaining - demands[i]
+    end
+    local share = count / period
+    if level ~= nil and level < share then
+        share = level
+    end
+    local entitled = share * elapsed + carry
+    allowed = math.min(count, math.floor(entitled))
+    carry = math.min(entitled - allowed, 1)
+end
+local granted = math.min(allowed, math.floor(tokens))
+if process ~= '' then
+    carry = math.min(carry + allowed - granted, 1)
+    redis.call('HSET', KEYS[2], process, tostring(demand) .. ':' .. now .. ':' .. tostring(carry))
+    redis.call('PEXPIRE', KEYS[2], math.ceil(30 * period) + 1000)
+end
 tokens = tokens - granted
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
@@ -291,11 +356,27 @@ class RedisState(SharedState):
 
     # -- the operations -------------------------------------------------------------------
 
-    async def lease_tokens(self, key: str, *, rate: float, burst: int, count: int) -> Lease:
+    async def lease_tokens(
+        self,
+        key: str,
+        *,
+        rate: float,
+        burst: int,
+        count: int,
+        process: str | None = None,
+        period: float | None = None,
+    ) -> Lease:
         if count <= 0:
             return Lease(0)
-        granted, wait = await self._run(
-            "lease", self._key("bucket", key), rate, max(burst, 1), count
+        fair = process is not None and period is not None and period > 0.0
+        granted, wait = await self._run_keys(
+            "lease",
+            [self._key("bucket", key), self._key("demand", key)],
+            rate,
+            max(burst, 1),
+            count,
+            process if fair else "",
+            period * 1000.0 if fair and period is not None else 0,
         )
         return Lease(int(granted), max(float(wait), 0.0) / 1000.0)
 

@@ -16,7 +16,7 @@ so memory stays bounded however many endpoints a program talks to.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -294,6 +294,7 @@ class Admission:
         "_next_sweep",
         "_per_endpoint",
         "max_concurrency",
+        "on_shared_bucket",
         "settings",
     )
 
@@ -310,6 +311,9 @@ class Admission:
         self._limiter = trio.CapacityLimiter(max_concurrency)
         self._gates: dict[str, Gate] = {}
         self._next_sweep = -math.inf
+        #: Called when a gate with a shared rate limit is made: its first lease is taken
+        #: at once, so a process that starts sending paces on its share, not the limit.
+        self.on_shared_bucket: Callable[[], None] | None = None
 
     @property
     def endpoints(self) -> int:
@@ -323,6 +327,9 @@ class Admission:
             if now >= self._next_sweep or len(self._gates) >= _MAX_GATES:
                 self.sweep(now)
             gate = self._gates[endpoint] = Gate(endpoint, self.settings, self._per_endpoint, now)
+            notify = self.on_shared_bucket
+            if notify is not None and gate.bucket is not None and gate.bucket.settings.shared:
+                notify()
         return gate
 
     def sweep(self, now: float) -> None:

@@ -147,6 +147,9 @@ class SharedSync:
         self.settings = settings
         self._breakers = breakers
         self._admission = admission
+        self._lease_now = trio.Event()
+        if admission is not None:
+            admission.on_shared_bucket = self._lease_soon
         #: Per shared bucket (by endpoint): its demand counter at the last lease.
         self._asked: dict[str, int] = {}
         self.leases = 0
@@ -250,10 +253,17 @@ class SharedSync:
             await trio.sleep(_RESUBSCRIBE_AFTER)
 
     async def _lease_loop(self) -> None:
-        """Every _LEASE_PERIOD, lease each shared bucket's tokens for the next period."""
+        """Every _LEASE_PERIOD, lease each shared bucket's tokens for the next period; and
+        at once when a shared bucket is made."""
         while True:
             await self.lease_once()
-            await trio.sleep(_LEASE_PERIOD)
+            with trio.move_on_after(_LEASE_PERIOD):
+                await self._lease_now.wait()
+            if self._lease_now.is_set():
+                self._lease_now = trio.Event()
+
+    def _lease_soon(self) -> None:
+        self._lease_now.set()
 
     async def lease_once(self) -> None:
         """Lease as many tokens as each shared bucket was asked for in the last period,
@@ -273,12 +283,17 @@ class SharedSync:
             # that grows with demand; asking for more would strand tokens here that other
             # processes could have spent.
             want = asked
-            # The shared bucket must hold a few periods of the rate, or tokens would spill
-            # between two processes' leases.
-            capacity = max(limit.burst, want, math.ceil(limit.rate * _LEASE_PERIOD * 4))
+            # The shared bucket must hold two periods of the rate, or tokens would spill
+            # while a lease is late; more is burst that every process may take at once.
+            capacity = max(limit.burst, want, math.ceil(limit.rate * _LEASE_PERIOD * 2))
             try:
                 lease = await backend.lease_tokens(
-                    limit.key or endpoint, rate=limit.rate, burst=capacity, count=want
+                    limit.key or endpoint,
+                    rate=limit.rate,
+                    burst=capacity,
+                    count=want,
+                    process=self.settings.process,
+                    period=_LEASE_PERIOD,
                 )
             except Exception as error:
                 self._failed("lease", error)

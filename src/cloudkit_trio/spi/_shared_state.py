@@ -85,9 +85,25 @@ class SharedState(ABC):
     """
 
     @abstractmethod
-    async def lease_tokens(self, key: str, *, rate: float, burst: int, count: int) -> Lease:
+    async def lease_tokens(
+        self,
+        key: str,
+        *,
+        rate: float,
+        burst: int,
+        count: int,
+        process: str | None = None,
+        period: float | None = None,
+    ) -> Lease:
         """Take up to ``count`` tokens from the shared bucket ``key``: ``rate`` tokens a
-        second, at most ``burst`` stored (the first use creates it full)."""
+        second, at most ``burst`` stored (the first use creates it full).
+
+        The runtime names the ``process`` and the ``period`` it leases every (seconds),
+        with ``count`` what it was asked for in the last one. A backend should then share
+        the rate fairly: each process leasing ``key`` gets at most its max-min fair share
+        of ``rate`` for the time since its last lease, by the counts they asked for, so
+        which process leases first does not decide who sends. Without them, first come,
+        first served."""
 
     @abstractmethod
     async def report_open(self, endpoint: str, process: str, seconds: float) -> None:
