@@ -35,6 +35,7 @@ from .._streaming import StreamingResponse
 from ..spi import DO_NOT_RETRY, OperationMetrics, OperationOutcome, Retry, RetryPolicy
 from ..transport._classify import error_from_exception
 from ._containment import Spi
+from ._fast_retries import FAST_RETRIES
 from ._flight import Flight, Wait
 
 if TYPE_CHECKING:
@@ -481,6 +482,9 @@ class OperationRunner:
         if isinstance(error, _FINAL) or self._lifecycle.cancelled:
             return None
         policy = self._policy
+        fast = FAST_RETRIES
+        if fast.enabled and fast.attempts is not None and attempt >= fast.attempts:
+            return None
         try:
             if attempt >= policy.max_attempts:
                 return None
@@ -512,7 +516,10 @@ class OperationRunner:
         # only an operation that is about to be retried pays for the walk of its scopes.
         plan_deadline = min(flight.plan_deadline, trio.current_effective_deadline())
         now = trio.current_time()
-        if now + decision.delay >= plan_deadline:
+        # The testing switch: every retry at once (Retry-After included), nothing else
+        # changed; the budget and the deadline still decide.
+        delay = 0.0 if fast.enabled else float(decision.delay)
+        if now + delay >= plan_deadline:
             return None
         # Counted when scheduled, not when sent: a retry that waits out its backoff has
         # still been granted.
@@ -524,7 +531,7 @@ class OperationRunner:
             )
             self._events.retry_suppressed(flight.endpoint)
             return None
-        return float(decision.delay)
+        return delay
 
     async def _guard_body(
         self, flight: Flight, body_deadline: float, read: Awaitable[bytes]

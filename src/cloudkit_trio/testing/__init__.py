@@ -7,6 +7,7 @@ from .._exports import publish
 from ._faults import Fault, FaultyTransport
 from ._recording import CapturingLogger, RecordedInstrument, RecordingMetrics
 from ._redis import LocalRedis
+from ._switch import fast_retries, fast_retries_enabled, set_fast_retries
 
 __all__ = [
     "CapturingLogger",
@@ -15,6 +16,9 @@ __all__ = [
     "LocalRedis",
     "RecordedInstrument",
     "RecordingMetrics",
+    "fast_retries",
+    "fast_retries_enabled",
+    "set_fast_retries",
 ]
 
 publish(__name__, globals(), __all__)
