@@ -260,6 +260,44 @@ class TestRedisDown:
         assert metrics.counter_total("shared_state_unavailable") > 0
 
 
+class TestShutdown:
+    async def test_closing_a_context_with_the_redis_backend_is_clean(
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
+    ) -> None:
+        """The backend's client (a task group of its own) is closed where it was opened:
+        no child of the supervisor fails while stopping, with a subscription open."""
+        logger = CapturingLogger()
+        context = (
+            ck.CloudContext.builder(ck.ProviderType.AWS)
+            .transport(httpx.MockTransport(Endpoint()))
+            .signer(NoAuthSigner())
+            .logger(logger)
+            .shared_state(RedisState(redis_server.url, timeout=1.0), process="p0")
+            .build()
+        )
+        async with context as cloud:
+            await get(cloud)
+            with trio.fail_after(5):
+                while not cloud.snapshot().shared.subscribed:  # type: ignore[union-attr]
+                    await trio.sleep(0.01)
+        failures = [entry for entry in logger.entries if "fail" in entry.message]
+        assert failures == [], [(e.message, e.fields) for e in failures]
+
+
+class TestAvailability:
+    async def test_a_reachable_store_is_available_before_any_traffic(
+        self, redis_server: LocalRedis, clock: trio.testing.MockClock
+    ) -> None:
+        """No endpoint used yet, so no view to read: the store answered the poll and the
+        subscription, and the snapshot says it is available."""
+        async with processes(redis_server, 1) as procs:
+            cloud = procs[0][0]
+            await trio.sleep(0.2)  # a few polls
+            shared = cloud.snapshot().shared
+        assert shared is not None
+        assert (shared.available, shared.failures, shared.subscribed) == (True, 0, True)
+
+
 class TestSharedRateLimit:
     async def test_processes_keep_to_one_rate_together(
         self, redis_server: LocalRedis, clock: trio.testing.MockClock

@@ -526,6 +526,20 @@ class TestConcurrencyLimit:
         assert state.limit == 81
         assert state.drops == 6
 
+    def test_vegas_takes_answers_that_took_no_time(self) -> None:
+        """Round trips of 0 s (an in-memory transport under a mock clock): no queue, so
+        the limit grows as with any fast answers, instead of dividing 0 by 0."""
+        state = limit_of(AdaptiveConcurrency(initial_limit=10))
+        now = 0.0
+        for _ in range(5):
+            for _ in range(10):
+                state.try_acquire()
+            now += 1.0
+            for _ in range(10):
+                state.release(now, 0.0, LimitOutcome.SUCCESS)
+        assert state.limit > 10
+        assert state.snapshot(now).no_load_rtt == 0.0
+
     def test_aimd_grows_one_per_round_when_used(self) -> None:
         """AIMD adds one per round of fresh samples while three quarters of the limit are in use."""
         state = limit_of(AdaptiveConcurrency(algorithm="aimd", initial_limit=10))

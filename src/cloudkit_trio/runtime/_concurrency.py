@@ -321,7 +321,10 @@ class ConcurrencyLimit:
         else:
             count = self._round_count
             mean_rtt = self._round_rtt / count
-            queue = (self._round_inflight / count) * (1.0 - self.no_load_rtt / mean_rtt)
+            # Answers that took no time at all (a transport in memory, a mock clock) came
+            # from no queue: the ratio of two zero round trips is 1.
+            ratio = self.no_load_rtt / mean_rtt if mean_rtt > 0.0 else 1.0
+            queue = (self._round_inflight / count) * (1.0 - ratio)
             lg = math.log10(estimate)
             if lg < 1.0:
                 lg = 1.0

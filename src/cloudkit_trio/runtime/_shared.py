@@ -33,6 +33,7 @@ import os
 import socket
 import uuid
 from collections import deque
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -208,11 +209,13 @@ class SharedSync:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         backend = self.settings.backend
-        enter = getattr(backend, "__aenter__", None)
-        exit_ = getattr(backend, "__aexit__", None)
-        if enter is not None:
-            await enter()
-        try:
+        async with AsyncExitStack() as stack:
+            # A backend that is an async context manager is opened and closed here, with
+            # whatever it opens (a client's task group) nested inside this task's scopes:
+            # closing it in a scope of our own (to shield or bound it) would exit its task
+            # group from inside a scope opened after it, which Trio refuses.
+            if isinstance(backend, AbstractAsyncContextManager):
+                await stack.enter_async_context(backend)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._listen)
                 nursery.start_soon(self._lease_loop)
@@ -226,10 +229,6 @@ class SharedSync:
                     with trio.move_on_at(wake_at):
                         await self._wake.wait()
                     self._wake = trio.Event()
-        finally:
-            if exit_ is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                    await exit_(None, None, None)
 
     async def _listen(self) -> None:
         """Wake the loop whenever another process publishes a change: it is read at once,
@@ -240,6 +239,7 @@ class SharedSync:
             try:
                 async with backend.changes() as changes:
                     self.subscribed = True
+                    self._succeeded()
                     async for endpoint in changes:
                         if len(self._dirty) < _MAX_VIEWED:
                             self._dirty.add(endpoint)
@@ -365,6 +365,7 @@ class SharedSync:
             except Exception as error:
                 self._failed("sync", error)
                 return None
+            self._succeeded()
         now = trio.current_time()
         recent = self._breakers.recent(now - _VIEW_HORIZON)[:_MAX_VIEWED]
         seen = {breaker.endpoint for breaker in recent}
