@@ -142,7 +142,28 @@ class Operation:
     server. ``region`` is the region the request is signed for, when it is not the
     context's ``CloudConfig.region`` (a bucket in another region, a global endpoint).
 
+    Args:
+        service: The API the operation belongs to (``"s3"``, ``"sqs"``): what the request
+            is signed for, and a label of its metrics and logs.
+        name: The operation's name (``"put_object"``), a label of its metrics and logs.
+        method: The HTTP method, upper-cased; ``"GET"`` by default.
+        url: An absolute ``http(s)`` URL. Give this or ``path``, not both.
+        path: A path joined to ``CloudConfig.endpoint``. Give this or ``url``, not both.
+        params: Query parameters, ``str`` to ``str``, added to the URL.
+        headers: Request headers, ``str`` to ``str``; secret-looking ones are masked in
+            ``repr()`` and logs.
+        body: The request body, as bytes (``bytes``, ``bytearray`` or ``memoryview``);
+            encode text or JSON yourself.
+        timeout: Seconds for the whole operation, retries and backoff included; ``None``
+            leaves only each attempt's ``CloudConfig.timeout``.
+        idempotent: Whether repeating the request is safe; ``None`` decides by the method.
+        region: The region to sign for instead of the context's ``CloudConfig.region``.
+
+    Invalid values raise :class:`ConfigError` naming the field.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``region``.
     """
 
     service: str = attrs.field(validator=_check_name)
@@ -167,7 +188,6 @@ class Operation:
     body: bytes = attrs.field(default=b"", validator=_check_body, repr=_body_repr)
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
     idempotent: bool | None = attrs.field(default=None, validator=_check_idempotent)
-    #: .. versionadded:: 0.2.0
     region: str | None = attrs.field(default=None, validator=_check_region)
 
     def __attrs_post_init__(self) -> None:
@@ -208,6 +228,17 @@ class Operation:
 class Response:
     """The final response of a successful operation (status below 300).
 
+    ``execute()`` returns it with the whole body read; read ``content`` as bytes,
+    ``text`` as a string, or call ``json()``.
+
+    Attributes:
+        status_code: The HTTP status of the last attempt.
+        headers: The response headers.
+        content: The body, decoded from any ``Content-Encoding``.
+        url: The URL the last attempt was sent to.
+        attempts: Attempts made, the successful one included.
+        elapsed: Seconds from the first attempt to the response, backoff included.
+
     .. versionadded:: 0.1.0
     """
 
@@ -215,9 +246,7 @@ class Response:
     headers: httpx.Headers = attrs.field(repr=False)
     content: bytes = attrs.field(repr=_body_repr)
     url: str = attrs.field(repr=_url_repr)
-    #: Attempts made, the successful one included.
     attempts: int = 1
-    #: Seconds from the first attempt to the response, backoff included.
     elapsed: float = 0.0
 
     @property

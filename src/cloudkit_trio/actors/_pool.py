@@ -106,7 +106,11 @@ def worker_pool(
         size: How many workers (at least 1); also the pool's ``max_children``.
         name: The pool supervisor's name.
         shutdown: Seconds a worker may take to finish its item once asked to stop.
-        max_restarts, within, backoff, logger, on_event: As for :class:`Supervisor`.
+        max_restarts: As for :class:`Supervisor`.
+        within: As for :class:`Supervisor`.
+        backoff: As for :class:`Supervisor`.
+        logger: As for :class:`Supervisor`.
+        on_event: As for :class:`Supervisor`.
 
     .. versionadded:: 0.2.0
     """

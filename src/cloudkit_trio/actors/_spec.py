@@ -56,7 +56,9 @@ class _Ignore:
 #: The supervisor keeps the spec, does not run or restart the child, reports it as
 #: ``ChildState.IGNORED``, and ``start_child``/``restart_child`` return ``IGNORE``.
 #: ``restart_child`` tries again. A temporary child, and any member of a
-#: :class:`DynamicSupervisor`, is not kept. (.. versionadded:: 0.2.0)
+#: :class:`DynamicSupervisor`, is not kept.
+#:
+#: .. versionadded:: 0.2.0
 IGNORE: Final = _Ignore()
 
 
