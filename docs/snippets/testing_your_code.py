@@ -7,11 +7,20 @@ on Trio's mock clock.
 from __future__ import annotations
 
 import httpx
+import pytest
 import trio
 
 # --8<-- [start:imports]
 import cloudkit_trio as ck
-from cloudkit_trio.testing import CapturingLogger, Fault, FaultyTransport, RecordingMetrics
+from cloudkit_trio.testing import (
+    CapturingLogger,
+    Fault,
+    FaultyTransport,
+    RecordingMetrics,
+    fast_retries,
+    fast_retries_enabled,
+    set_fast_retries,
+)
 
 # --8<-- [end:imports]
 
@@ -89,10 +98,52 @@ async def test_what_gets_logged() -> None:
 # --8<-- [end:logs]
 
 
+# --8<-- [start:fast]
+async def test_retries_happen_at_once() -> None:
+    answers = iter([503, 503, 200])
+    transport = httpx.MockTransport(lambda request: httpx.Response(next(answers)))
+    operation = ck.Operation(service="s3", name="get_object", path="/bucket/key")
+    async with context_for_tests(transport) as cloud:
+        with fast_retries():  # every retry at once; attempts as the policy says
+            start = trio.current_time()
+            response = await cloud.execute(operation)
+            assert trio.current_time() == start  # no backoff was waited for
+    assert response.attempts == 3
+
+
+async def test_no_more_than_two_attempts() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(503))
+    operation = ck.Operation(service="s3", name="get_object", path="/bucket/key")
+    async with context_for_tests(transport) as cloud:
+        with fast_retries(attempts=2), pytest.raises(ck.ServiceUnavailable) as caught:
+            await cloud.execute(operation)
+    assert caught.value.attempt == 2
+
+
+# --8<-- [end:fast]
+
+
+# --8<-- [start:suite]
+# conftest.py: the whole suite, every context, channel submissions included.
+def pytest_configure(config: object) -> None:
+    set_fast_retries(True, attempts=3)
+
+
+# --8<-- [end:suite]
+
+
 async def main() -> None:
     await test_retries_hide_a_flaky_endpoint()
     await test_a_slow_endpoint_times_out()
     await test_what_gets_logged()
+    await test_retries_happen_at_once()
+    await test_no_more_than_two_attempts()
+    pytest_configure(None)
+    try:
+        assert fast_retries_enabled()
+        await test_retries_happen_at_once()
+    finally:
+        set_fast_retries(False)
 
 
 if __name__ == "__main__":
