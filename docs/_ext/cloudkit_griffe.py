@@ -36,6 +36,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "cloudkit_trio.runtime",
     "cloudkit_trio.spi",
     "cloudkit_trio.testing",
+    "cloudkit_trio.tracing",
     "cloudkit_trio.transport",
     "cloudkit_trio",
 )

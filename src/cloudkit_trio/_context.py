@@ -49,7 +49,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Hashable
     from types import TracebackType
 
+    from opentelemetry.trace import TracerProvider
+
     from ._streaming import StreamingResponse
+    from .runtime._tracing import Tracing
 
 __all__ = [
     "Cloud",
@@ -144,6 +147,7 @@ class CloudContextBuilder:
         self._concurrency: AdaptiveConcurrency | None = None
         self._shed = True
         self._shared: SharedSettings | None = None
+        self._tracing: Tracing | None = None
 
     def config(self, config: CloudConfig) -> CloudContextBuilder:
         """Use ``config`` (see :class:`CloudConfig`)."""
@@ -359,6 +363,34 @@ class CloudContextBuilder:
         )
         return self
 
+    def tracing(self, tracer_provider: TracerProvider | None = None) -> CloudContextBuilder:
+        """Record every operation as an OpenTelemetry span, and each attempt as a child span.
+
+        Spans go to ``tracer_provider`` (an ``opentelemetry.trace.TracerProvider``), or with
+        ``None`` to the global one (``opentelemetry.trace.set_tracer_provider``), set now
+        or later. An awaited operation's span is a child of the span current where it was
+        awaited; a submission's, of the span current where the :class:`Submission` was
+        made. Retries, a retry budget's refusals, open breakers, admission's refusals and
+        credential refreshes are events on the operation's span; see the Observability
+        guide for every name. A tracer that raises costs an operation its trace, never its
+        result. Needs the ``tracing`` extra: ``pip install 'cloudkit-trio[tracing]'``.
+
+        .. versionadded:: 0.2.0
+        """
+        # Imported here: opentelemetry is an optional extra, and an untraced context
+        # never needs it.
+        from opentelemetry.trace import TracerProvider
+
+        from .tracing._tracer import OpenTelemetryTracing
+
+        if tracer_provider is not None and not isinstance(tracer_provider, TracerProvider):
+            raise TypeError(
+                "tracing takes an opentelemetry.trace.TracerProvider or None (the global "
+                f"one), got {type(tracer_provider).__name__}"
+            )
+        self._tracing = OpenTelemetryTracing(tracer_provider)
+        return self
+
     def metrics_flush_interval(self, seconds: float) -> CloudContextBuilder:
         """How often the metrics aggregator forwards to collectors (default 0.1 s)."""
         self._flush_interval = check_seconds("metrics_flush_interval", seconds)
@@ -402,6 +434,7 @@ class CloudContextBuilder:
             metrics_flush_interval=self._flush_interval,
             workers=self._workers,
             shared=self._shared,
+            tracing=self._tracing,
             admission=AdmissionSettings(
                 budget=self._budget,
                 rate_limits=dict(self._rate_limits),
@@ -809,7 +842,7 @@ class Cloud:
     # -- shutdown ----------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Graceful shutdown (DESIGN.md §6.3).
+        """Shut down gracefully, as leaving ``async with`` does.
 
         Stop accepting (every entry point answers :class:`ContextClosed` from now on); let
         running and queued operations finish for up to ``CloudConfig.shutdown_grace``

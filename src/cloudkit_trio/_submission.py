@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import attrs
 import trio
@@ -10,7 +10,44 @@ import trio
 from ._errors import CloudError
 from ._operation import Operation, Response
 
-__all__ = ["Reply", "Submission"]
+__all__ = ["TRACE_CAPTURE", "Reply", "Submission", "TraceCapture"]
+
+
+class TraceCapture:
+    """Whether new submissions keep their caller's trace context, and how to read it.
+
+    A submission runs on one of the runtime's tasks, not its caller's, so the trace it
+    belongs to is read when it is made, on the caller's task. Process-wide rather than a
+    context's own state because a :class:`Submission` is made before it reaches any
+    context: while at least one traced context runs, every new submission keeps the
+    context its tracer's ``capture`` returns (an immutable value, no copy); otherwise
+    it keeps None and reading this is the whole cost.
+    """
+
+    __slots__ = ("_users", "capture")
+
+    def __init__(self) -> None:
+        self.capture: Callable[[], object] | None = None
+        self._users = 0
+
+    def start(self, capture: Callable[[], object]) -> None:
+        """A traced context starts running: capture with ``capture`` from now on."""
+        self._users += 1
+        self.capture = capture
+
+    def stop(self) -> None:
+        """A traced context stopped; the last one to stop turns capturing off."""
+        self._users = max(self._users - 1, 0)
+        if not self._users:
+            self.capture = None
+
+
+TRACE_CAPTURE = TraceCapture()
+
+
+def _captured_trace() -> object:
+    capture = TRACE_CAPTURE.capture
+    return None if capture is None else capture()
 
 
 def _check_operation(_instance: object, _attribute: object, value: Operation) -> None:
@@ -41,6 +78,8 @@ class Submission:
     operation: Operation = attrs.field(validator=_check_operation)
     reply_to: trio.MemorySendChannel[Reply] = attrs.field(validator=_check_reply_to, repr=False)
     correlation_id: Hashable | None = None
+    #: The trace context current where the submission was made (while tracing is on).
+    _trace_context: object = attrs.field(init=False, factory=_captured_trace, eq=False, repr=False)
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "cloudkit_trio.runtime",
     "cloudkit_trio.spi",
     "cloudkit_trio.testing",
+    "cloudkit_trio.tracing",
     "cloudkit_trio.transport",
 ]
 

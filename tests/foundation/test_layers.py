@@ -37,12 +37,13 @@ PACKAGE_LAYERS: Final = {
     "runtime": "runtime",
     "aws": "aws",
     "redis": "redis",
+    "tracing": "tracing",
     "testing": "facade",
     "demo": "facade",
 }
 
 LAYERS: Final = (
-    "actors", "foundation", "spi", "transport", "redis", "runtime", "aws", "facade"
+    "actors", "foundation", "spi", "transport", "redis", "runtime", "aws", "tracing", "facade"
 )  # fmt: skip
 
 #: Which layers of ours each layer may import (its own always included).
@@ -58,6 +59,9 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     # The cloud-specific clients build on the facade's Cloud (see EXCEPTIONS), never on
     # the runtime's actors.
     "aws": frozenset({"foundation", "spi", "transport", "aws"}),
+    # The OpenTelemetry tracer implements the runtime's tracing hooks; the runtime calls
+    # it through them and never imports it (nor opentelemetry).
+    "tracing": frozenset({"foundation", "spi", "runtime", "tracing"}),
     "facade": frozenset(LAYERS),
 }
 
@@ -83,6 +87,8 @@ THIRD_PARTY: Final[dict[str, frozenset[str] | None]] = {
     "redis": frozenset({"trio", "attrs", "coredis"}),
     "runtime": frozenset({"trio", "attrs", "httpx"}),
     "aws": frozenset({"trio", "attrs", "httpx"}),
+    # The optional extra's API, imported by this package alone (and the builder, lazily).
+    "tracing": frozenset({"trio", "attrs", "httpx", "opentelemetry"}),
     "facade": None,
 }
 

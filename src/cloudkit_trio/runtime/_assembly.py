@@ -38,6 +38,7 @@ import trio
 from .._config import CloudConfig
 from .._masking import mask_url
 from .._provider import ProviderType
+from .._submission import TRACE_CAPTURE
 from ..actors import (
     ChildKind,
     ChildSpec,
@@ -66,6 +67,7 @@ from ._runner import OperationRunner
 from ._shared import SharedSettings, SharedSync
 from ._signers import Signers
 from ._targets import Targets
+from ._tracing import Tracing, contained_capture, open_tracer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -103,6 +105,8 @@ class RuntimeSettings:
     admission: AdmissionSettings = attrs.field(factory=AdmissionSettings)
     #: Endpoint state shared with other processes, or None (the default: local only).
     shared: SharedSettings | None = None
+    #: Makes each run's tracer (builder ``.tracing()``), or None: operations untraced.
+    tracing: Tracing | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -161,6 +165,8 @@ class Runtime:
                 settings.shared, self.breakers, self.events, self.logger, self.admission
             )
         )
+        #: This run's tracer, or None (the default): see ``_tracing``.
+        self.tracer = open_tracer(settings.tracing, self.containment)
         self.runner = OperationRunner(
             provider=settings.provider,
             lifecycle=self.lifecycle,
@@ -190,6 +196,8 @@ class Runtime:
             containment=self.containment,
             stream_timeout=config.stream_timeout,
             max_response_size=config.max_response_size,
+            tracer=self.tracer,
+            region=config.region,
         )
         self.router = Router(
             self.queue, self.runner, self.lifecycle, workers=config.max_concurrency
@@ -251,6 +259,9 @@ class Runtime:
         ``started`` is called once the tree runs and the context accepts work (the facade
         hands its ``Cloud`` to its own ``task_status`` there).
         """
+        if self.tracer is not None:
+            # Submissions made from now on keep their caller's trace context.
+            TRACE_CAPTURE.start(contained_capture(self.tracer, self.containment))
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -270,6 +281,8 @@ class Runtime:
                 # garbage collector. Closing twice is harmless.
                 with trio.move_on_after(_TRANSPORT_CLOSE_BUDGET, shield=True):
                     await self.transport.aclose()
+            if self.tracer is not None:
+                TRACE_CAPTURE.stop()
             self.lifecycle.finish()
         if self.workers_failure is not None:
             raise self.workers_failure

@@ -19,6 +19,7 @@ from ..transport._classify import error_from_exception, error_from_response
 from ._breaker import Outcome, Permit
 from ._containment import Spi
 from ._flight import Wait
+from ._tracing import DecisionKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from ._flight import Flight
     from ._lifecycle import Lifecycle
     from ._registry import BreakerRegistry
+    from ._tracing import TracedAttempt, TracedOperation
 
 __all__ = ["Attempts"]
 
@@ -80,12 +82,15 @@ class Attempts:
         *,
         stream: bool,
         now: float | None = None,
+        trace: TracedOperation | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """One attempt; a successful response and its body, or a :class:`CloudError`.
 
         A streamed success is returned unread. The attempt runs in one scope that the
         lifecycle owns, whose deadline is the earlier of the attempt's timeout and the
         operation's deadline; which of them (or shutdown) ended it is decided afterwards.
+        With ``trace``, an attempt the breaker admits is a span of its own (from its
+        permit to its answer); a refusal is an event of the operation's.
         """
         endpoint = flight.endpoint
         breaker = self._breakers.get(endpoint)
@@ -95,14 +100,20 @@ class Attempts:
         if breaker is not None:
             try:
                 permit = breaker.acquire(now)
-            except CircuitOpenError:
+            except CircuitOpenError as refusal:
                 self._events.breaker_rejected(endpoint)
+                if trace is not None:
+                    trace.decision(
+                        DecisionKind.CIRCUIT_OPEN, now, None, refusal, retry_at=refusal.retry_at
+                    )
                 raise
         outcome = Outcome.IGNORED
         failure: CloudError | None = None
         gate = flight.gate
         counted = gate.acquire()
         answered = False
+        attempt: TracedAttempt | None = None if trace is None else trace.attempt(now)
+        status: int | None = None
         try:
             request = flight.request
             self._sign(flight, credentials)
@@ -146,6 +157,7 @@ class Attempts:
                 if error is not None:
                     raise error
             outcome = Outcome.SUCCESS
+            status = response.status_code
             return response, content
         except CloudError as error:
             failure = error
@@ -160,6 +172,8 @@ class Attempts:
             gate.answered(end, end - now, failure, counted=counted, sent=answered)
             if breaker is not None and permit is not None:
                 breaker.release(permit, outcome, end, failure)
+            if attempt is not None:
+                attempt.end(end, status, failure)
 
     def _sign(self, flight: Flight, credentials: Credentials | None) -> None:
         signer = flight.signer

@@ -138,7 +138,9 @@ class Router:
         operation = submission.operation
         accepted_at = queued.accepted_at
         try:
-            response = await self._runner.run(operation, accepted_at=accepted_at)
+            response = await self._runner.run(
+                operation, accepted_at=accepted_at, trace_parent=submission._trace_context
+            )
         except CloudError as error:
             reply = Reply(submission.correlation_id, error=error)
         except trio.Cancelled:

@@ -37,6 +37,7 @@ from ..transport._classify import error_from_exception
 from ._containment import Spi
 from ._fast_retries import FAST_RETRIES
 from ._flight import Flight, Wait
+from ._tracing import CURRENT, DecisionKind, TracedOperation
 
 if TYPE_CHECKING:
     from .._credentials import Credentials
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ._lifecycle import Lifecycle
     from ._signers import Signers
     from ._targets import Targets
+    from ._tracing import Tracer
 
 __all__ = ["OperationRunner", "RunnerStatistics"]
 
@@ -97,6 +99,8 @@ class OperationRunner:
         containment: Containment,
         stream_timeout: float = _STREAM_TIMEOUT,
         max_response_size: int = _MAX_RESPONSE_SIZE,
+        tracer: Tracer | None = None,
+        region: str | None = None,
     ) -> None:
         self._provider = provider
         self._provider_name = str(provider)
@@ -113,6 +117,11 @@ class OperationRunner:
         self._containment = containment
         self._stream_timeout = stream_timeout
         self._max_response_size = max_response_size
+        #: None unless the context was built with ``.tracing()``. Untraced, an operation
+        #: pays an ``is None`` test at its start and end and at each attempt's: no record
+        #: is built and no clock read for tracing.
+        self._tracer = tracer
+        self._region = region
         self.deadlines_expired = dict.fromkeys(Wait.ALL, 0)
         self.inflight = 0
         self._idle = trio.Event()
@@ -138,21 +147,24 @@ class OperationRunner:
         *,
         deadline: float = math.inf,
         accepted_at: float | None = None,
+        trace_parent: object = CURRENT,
     ) -> Response:
         """Run ``operation`` until it succeeds, fails for good, or its deadline passes.
 
         ``deadline`` is the caller's ``timeout=``; ``Operation.timeout`` counts from
         ``accepted_at`` (a submission's acceptance) or from now. The caller's enclosing
         Trio deadline is not enforced here — the caller's own scope does that — but no
-        retry is started that could not finish before it.
+        retry is started that could not finish before it. ``trace_parent`` is the trace
+        context a submission was made in (its caller's task is not this one).
         """
         flight = self._depart(operation, deadline, math.inf, accepted_at)
+        trace = None if self._tracer is None else self._trace(flight, trace_parent)
         error: CloudError | None = None
         attempts = 0
         status: int | None = None
         ended: float | None = None
         try:
-            response, content, attempts = await self._start(flight, stream=False)
+            response, content, attempts = await self._start(flight, stream=False, trace=trace)
             self._admission.release(flight)
             status = response.status_code
             # The body was read within the attempt: its end is the operation's.
@@ -166,6 +178,13 @@ class OperationRunner:
             raise error from exc
         finally:
             self._land(flight, attempts, status, error, ended)
+            if trace is not None:
+                trace.end(
+                    trio.current_time() if ended is None else ended,
+                    status,
+                    error,
+                    suppressed=flight.retry_suppressed,
+                )
         return Response(
             status_code=response.status_code,
             headers=response.headers,
@@ -188,12 +207,13 @@ class OperationRunner:
         is reported once, when the block exits: a success unless reading the body failed.
         """
         flight = self._depart(operation, deadline, plan_deadline, None)
+        trace = None if self._tracer is None else self._trace(flight, CURRENT)
         error: CloudError | None = None
         attempts = 0
         status: int | None = None
         try:
             try:
-                response, _, attempts = await self._start(flight, stream=True)
+                response, _, attempts = await self._start(flight, stream=True, trace=trace)
             except CloudError as exc:
                 error = exc
                 attempts = exc.attempt or attempts
@@ -230,6 +250,25 @@ class OperationRunner:
                 self._admission.release(flight)
         finally:
             self._land(flight, attempts, status, error)
+            if trace is not None:
+                trace.end(
+                    trio.current_time(),
+                    status,
+                    error,
+                    suppressed=flight.retry_suppressed,
+                )
+
+    def _trace(self, flight: Flight, parent: object) -> TracedOperation | None:
+        """Start the trace of ``flight`` (only ever called with a tracer)."""
+        assert self._tracer is not None
+        return TracedOperation.start(
+            self._tracer,
+            self._containment,
+            flight,
+            provider=self._provider,
+            region=self._region,
+            parent=parent,
+        )
 
     def _depart(
         self,
@@ -335,7 +374,9 @@ class OperationRunner:
             )
         )
 
-    async def _start(self, flight: Flight, *, stream: bool) -> tuple[httpx.Response, bytes, int]:
+    async def _start(
+        self, flight: Flight, *, stream: bool, trace: TracedOperation | None = None
+    ) -> tuple[httpx.Response, bytes, int]:
         """Admission and attempts; returns holding the operation's slots."""
         if self._lifecycle.cancelled:
             raise self._closed(flight, "started")
@@ -349,10 +390,12 @@ class OperationRunner:
             except Overloaded as error:
                 # The endpoint's adaptive limit is full: refused before anything was sent.
                 self._events.admission_refused(flight.endpoint, "overloaded")
+                if trace is not None:
+                    trace.decision(DecisionKind.OVERLOADED, trio.current_time(), None, error)
                 self._in_context(error, flight)
                 raise
         try:
-            return await self._retry_loop(flight, stream=stream)
+            return await self._retry_loop(flight, stream=stream, trace=trace)
         except BaseException:
             admission.release(flight)
             raise
@@ -377,7 +420,7 @@ class OperationRunner:
             lifecycle.close_scope(scope)
 
     async def _retry_loop(
-        self, flight: Flight, *, stream: bool
+        self, flight: Flight, *, stream: bool, trace: TracedOperation | None = None
     ) -> tuple[httpx.Response, bytes, int]:
         operation = flight.operation
         refresher = self._refresher
@@ -409,7 +452,7 @@ class OperationRunner:
                     await self._wait_for_token(flight, token_delay)
                     now = None
                 response, content = await self._attempts.send(
-                    flight, credentials, stream=stream, now=now
+                    flight, credentials, stream=stream, now=now, trace=trace
                 )
             except CloudError as error:
                 error.add_context(
@@ -438,6 +481,10 @@ class OperationRunner:
                         0.0,
                         type(error).__name__,
                     )
+                    if trace is not None:
+                        trace.decision(
+                            DecisionKind.CREDENTIALS_REFRESH, trio.current_time(), sent, error
+                        )
                     await self._wait(
                         flight,
                         Wait.CREDENTIALS,
@@ -448,6 +495,8 @@ class OperationRunner:
                 delay = self._retry_delay(flight, error, attempt)
                 if delay is None:
                     error.attempt = sent
+                    if trace is not None:
+                        trace.not_retried(flight, error, trio.current_time(), sent)
                     raise
                 self._events.retry(
                     operation.service,
@@ -457,6 +506,10 @@ class OperationRunner:
                     delay,
                     type(error).__name__,
                 )
+                if trace is not None:
+                    trace.decision(
+                        DecisionKind.RETRY, trio.current_time(), sent, error, delay=delay
+                    )
                 await self._wait(flight, Wait.BACKOFF, partial(trio.sleep, delay))
                 now = None
                 continue
