@@ -278,7 +278,7 @@ class TestShutdown:
         async with context as cloud:
             await get(cloud)
             with trio.fail_after(5):
-                while not cloud.snapshot().shared.subscribed:  # type: ignore[union-attr]
+                while not cloud.snapshot().shared.subscribed:  # type: ignore[union-attr]  # noqa: ASYNC110 - a snapshot, not an event
                     await trio.sleep(0.01)
         failures = [entry for entry in logger.entries if "fail" in entry.message]
         assert failures == [], [(e.message, e.fields) for e in failures]

@@ -173,6 +173,7 @@ class SharedSync:
         self._polls = 0
         #: Whether changes are pushed to this process now (else it polls only).
         self.subscribed = False
+        self._resync = True
         #: Endpoints another process changed since the last view: read at once.
         self._dirty: set[str] = set()
         breakers.add_listener(self._heard)
@@ -240,6 +241,10 @@ class SharedSync:
                 async with backend.changes() as changes:
                     self.subscribed = True
                     self._succeeded()
+                    # Whatever changed before the subscription took hold was pushed to
+                    # nobody here: read everything at once.
+                    self._resync = True
+                    self._wake.set()
                     async for endpoint in changes:
                         if len(self._dirty) < _MAX_VIEWED:
                             self._dirty.add(endpoint)
@@ -357,9 +362,18 @@ class SharedSync:
         overrides: dict[str, ForcedState] = {}
         self._polls += 1
         dirty, self._dirty = self._dirty, set()
-        if dirty or self._polls % _OVERRIDES_EVERY == 1 or not self.available:
-            # Overrides of endpoints this process does not use yet are looked for every
-            # few polls (one call less per poll); those it uses come with every view.
+        resync, self._resync = self._resync, False
+        if (
+            dirty
+            or resync
+            or not self.subscribed
+            or not self.available
+            or self._polls % _OVERRIDES_EVERY == 0
+        ):
+            # Overrides of endpoints this process does not use yet come by push; without
+            # one (not subscribed yet, or the subscription lost) every poll reads them,
+            # and with one every few polls do, for a push that was lost. Those of the
+            # endpoints it uses come with every view.
             try:
                 overrides = await backend.overrides()
             except Exception as error:
