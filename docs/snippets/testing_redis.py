@@ -28,7 +28,7 @@ async def test_two_processes_share_one_store() -> None:
             .config(ck.CloudConfig(endpoint="https://storage.example.com"))
             .signer(NoAuthSigner())
             .transport(httpx.MockTransport(lambda request: httpx.Response(200)))
-            .shared_state(RedisState(redis.url, namespace="test"), process=name)
+            .shared_state(RedisState(redis.url, namespace="test", timeout=1.0), process=name)
             .build()
             for name in ("worker-a", "worker-b")
         ]

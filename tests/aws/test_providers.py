@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import inspect
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -880,15 +879,3 @@ class TestPublicSurface:
             obj = getattr(aws, name)
             if inspect.isclass(obj) or inspect.isfunction(obj):
                 assert obj.__module__ == "cloudkit_trio.aws", name
-
-
-class TestDocs:
-    def test_python_examples_in_docs_run(self) -> None:
-        """Every python example in docs/aws.md runs as written."""
-        page = Path(__file__).resolve().parents[2] / "docs" / "aws.md"
-        blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
-        assert len(blocks) >= 6
-        for block in blocks:
-            if "(Protocol):" in block:
-                continue  # a signature, not a program
-            exec(compile(block, str(page), "exec"), {})

@@ -1,39 +1,45 @@
-"""The ``cloudkit-trio`` command line.
+"""The ``cloudkit-trio`` command line: ``--version``, and ``demo``.
 
-``demo`` is the only subcommand so far; each subcommand is a parser, a check of the flags
-that belong together, and a handler, so more (a benchmark, say) slot in beside it. Exit
-statuses: 0 done and every submission answered (and, with ``--s3`` against the embedded
-endpoint, every successful put listed), 1 a check failed or the run could not start (a
+Exit statuses: 0 the run's verdict passed, 1 it failed or the run could not start (a
 missing extra, a busy port, an unusable bucket), 2 bad flags, 130 interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import math
 import sys
-from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from ._settings import (
+import cloudkit_trio as ck
+from cloudkit_trio.aws import S3Operations
+
+from ._scenario import (
     DEFAULT_BUCKET_PREFIX,
     DEFAULT_CONCURRENCY,
     DEFAULT_FAULT_RATE,
     DEFAULT_OPERATIONS,
     DEFAULT_RATE,
     DEFAULT_SEED,
-    DemoSettings,
+    TOKEN_VARIABLE,
+    DemoError,
+    Settings,
+    sole,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import TextIO
+
+    from ._run import View
 
 __all__ = ["main"]
 
 PROG: Final = "cloudkit-trio"
 INSTALL_HINT: Final = "pip install 'cloudkit-trio[demo]'"
-#: Modules the demo needs beyond the runtime's own dependencies (the ``demo`` extra).
-DEMO_MODULES: Final = ("hypercorn", "rich")
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -41,86 +47,31 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 
 
-class _UsageError(Exception):
-    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
-        super().__init__(message)
-        self.parser = parser
-        self.message = message
-
-
-class _ParserExit(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-class _Parser(argparse.ArgumentParser):
-    """Reports errors by raising, so that :func:`main` returns a status instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(self, message)
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            self._print_message(message, sys.stderr)
-        raise _ParserExit(status)
-
-
 # -- flag values -------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
+def _number(
+    kind: type[int | float], ok: Callable[[float], bool], what: str
+) -> Callable[[str], Any]:
+    """A flag type: ``kind(text)`` when ``ok`` says so, else argparse's error saying ``what``."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and ok(value)):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(
-            f"must be a number of operations per second > 0, got {text!r}"
-        )
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"must be a TCP port from 0 to 65535 (0 picks a free one), got {text!r}"
-        )
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+_seed = _number(int, lambda v: v >= 0, "a whole number >= 0")
+_rate = _number(float, lambda v: v > 0, "a number of operations per second > 0")
+_fraction = _number(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+_port = _number(int, lambda v: 0 <= v <= 65535, "a TCP port from 0 to 65535 (0 picks a free one)")
 
 
 def _http_url(text: str) -> str:
@@ -145,8 +96,6 @@ def _http_url(text: str) -> str:
 
 def _bucket(text: str) -> str:
     # The S3 client's own rules, checked where it checks them: building an operation.
-    from ..aws import S3Operations
-
     try:
         S3Operations().head_bucket(text)
     except ValueError as error:
@@ -161,12 +110,10 @@ def _check_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error("--bucket applies only with --s3")
         return
     if args.endpoint is not None:
-        from ..aws import S3Operations
-
         if "{n}" in args.endpoint:
             parser.error(
-                "argument --endpoint: with --s3 it is the S3 service's base URL; {n} has no "
-                "place in it"
+                "argument --endpoint: with --s3 it is the S3 service's base URL; "
+                "{n} has no place in it"
             )
         try:
             S3Operations(endpoint=args.endpoint)
@@ -179,122 +126,79 @@ def _check_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error(f"--seed {args.seed} makes too long a bucket name; choose a --bucket")
 
 
-# -- the parser ---------------------------------------------------------------------------
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="cloudkit-trio: a resilience runtime for Trio applications.",
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="cloudkit-trio: a resilience runtime for Trio applications."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {ck.__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
         help="watch the runtime retry, break circuits and refresh credentials",
         description=(
-            "Drive operations through the runtime against embedded endpoints that inject "
-            "faults (500/503 bursts, 429 with Retry-After, connection resets, slow and "
-            "stalled answers, one endpoint's outage, expiring credentials), half through "
-            "cloud.execute and half through the channel API, and show what happens."
+            "Drive operations through the runtime against fake endpoints on 127.0.0.1 that "
+            "fail on a seeded plan (500/503 bursts, 429 with Retry-After, connection resets, "
+            "slow answers, one endpoint's outage, expiring credentials), half through "
+            "cloud.execute and half through the channel API; show what happens, and judge it."
         ),
         epilog=(
-            "Exit status: 0 when every submitted operation was answered (with --s3 and no "
-            "--endpoint, also when every successful put was listed), 1 when not (or when "
-            "the run cannot start), 2 for bad flags, 130 after Ctrl-C."
+            "Exit status: 0 when the verdict passes (every operation answered exactly once, "
+            "something succeeded, breakers recovered, retries within the budget, ...), 1 when "
+            "it fails or the run cannot start, 2 for bad flags, 130 after Ctrl-C."
         ),
     )
-    demo.add_argument(
-        "--operations",
-        type=_positive_int,
-        default=DEFAULT_OPERATIONS,
-        metavar="N",
-        help=f"operations to run (default {DEFAULT_OPERATIONS}: about 20 s at the default rate)",
-    )
-    demo.add_argument(
-        "--rate",
-        type=_rate,
-        default=DEFAULT_RATE,
-        metavar="PER_SECOND",
-        help=f"operations released per second (default {DEFAULT_RATE:g}); faults scale with "
-        "the run's length, operations / rate",
-    )
-    demo.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"operations in flight at most (default {DEFAULT_CONCURRENCY})",
-    )
-    demo.add_argument(
-        "--fault-rate",
-        type=_fraction,
-        default=DEFAULT_FAULT_RATE,
-        metavar="P",
-        help=f"share of attempts that fail at random, 0 to 1 (default {DEFAULT_FAULT_RATE:g}); "
-        "0 also turns the error bursts off, the outage and the credential expiry stay",
-    )
-    demo.add_argument(
-        "--seed",
-        type=_seed,
-        default=DEFAULT_SEED,
-        metavar="N",
-        help=f"seed of the fault schedule and the backoff jitter (default {DEFAULT_SEED})",
-    )
-    demo.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics during the run",
-    )
-    demo.add_argument(
-        "--json",
-        action="store_true",
-        help="print only a JSON summary at the end",
-    )
-    demo.add_argument(
-        "--endpoint",
-        type=_http_url,
-        default=None,
-        metavar="URL",
-        help="GET this URL instead of the embedded endpoints ({n} becomes the operation's "
-        "number); no faults injected; a bearer token only if CLOUDKIT_DEMO_BEARER_TOKEN is set. "
-        "With --s3: the S3-compatible service to use (AWS, MinIO, moto)",
-    )
-    demo.add_argument(
-        "--s3",
-        action="store_true",
-        help="drive S3 calls: each operation puts an object, and the objects are listed "
-        "after the run; against an embedded S3 endpoint with injected faults, or --endpoint "
-        "with credentials from the default AWS chain and AWS_REGION",
-    )
-    demo.add_argument(
-        "--bucket",
-        type=_bucket,
-        default=None,
-        metavar="NAME",
-        help=f"with --s3: the bucket to write to, created unless it exists (default "
-        f"{DEFAULT_BUCKET_PREFIX}SEED)",
-    )
+    flags: list[tuple[str, dict[str, Any]]] = [
+        ("--operations", {"type": _positive_int, "default": DEFAULT_OPERATIONS, "metavar": "N",
+            "help": f"operations to run (default {DEFAULT_OPERATIONS}: about 20 s at the "
+            "default rate)"}),
+        ("--rate", {"type": _rate, "default": DEFAULT_RATE, "metavar": "PER_SECOND",
+            "help": f"operations released per second (default {DEFAULT_RATE:g}); the fault plan "
+            "scales with the run's length, operations / rate"}),
+        ("--concurrency", {"type": _positive_int, "default": DEFAULT_CONCURRENCY, "metavar": "N",
+            "help": f"operations in flight at most (default {DEFAULT_CONCURRENCY})"}),
+        ("--fault-rate", {"type": _fraction, "default": DEFAULT_FAULT_RATE, "metavar": "P",
+            "help": "share of attempts that fail at random, 0 to 1 "
+            f"(default {DEFAULT_FAULT_RATE:g}); 0 also turns the error bursts off, the outage "
+            "and the credential expiry stay"}),
+        ("--seed", {"type": _seed, "default": DEFAULT_SEED, "metavar": "N",
+            "help": f"seed of the fault plan and the backoff jitter (default {DEFAULT_SEED})"}),
+        ("--metrics-port", {"type": _port, "default": None, "metavar": "PORT",
+            "help": "serve Prometheus metrics at http://127.0.0.1:PORT/metrics during the run"}),
+        ("--json", {"action": "store_true",
+            "help": "print only a JSON summary, with the verdict, at the end"}),
+        ("--endpoint", {"type": _http_url, "default": None, "metavar": "URL",
+            "help": "GET this URL instead of the fake endpoints ({n} becomes the operation's "
+            f"number); no faults injected; a bearer token only if {TOKEN_VARIABLE} is set. "
+            "With --s3: the S3-compatible service to use (AWS, MinIO, moto)"}),
+        ("--s3", {"action": "store_true",
+            "help": "drive S3 calls: each operation puts an object, and the objects are listed "
+            "after the run; against a fake S3 with injected faults, or --endpoint with "
+            "credentials from the default AWS chain and AWS_REGION"}),
+        ("--bucket", {"type": _bucket, "default": None, "metavar": "NAME",
+            "help": "with --s3: the bucket, created unless it exists "
+            f"(default {DEFAULT_BUCKET_PREFIX}SEED)"}),
+    ]  # fmt: skip
+    for flag, options in flags:
+        demo.add_argument(flag, **options)
     demo.set_defaults(handler=_demo, check=partial(_check_demo, demo))
     return parser
 
 
-# -- running ------------------------------------------------------------------------------
+def choose_view(stream: TextIO, *, json_output: bool) -> View:
+    """JSON when asked; the live view on a terminal; plain lines otherwise."""
+    from ._views import JsonView, PlainView
 
+    if json_output:
+        return JsonView(stream)
+    if stream.isatty():
+        from ._live import LiveView
 
-def _missing_modules() -> list[str]:
-    missing = []
-    for name in DEMO_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
+        return LiveView(stream)
+    return PlainView(stream)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    settings = DemoSettings(
+    settings = Settings(
         operations=args.operations,
         concurrency=args.concurrency,
         rate=args.rate,
@@ -306,20 +210,22 @@ def _demo(args: argparse.Namespace) -> int:
         s3=args.s3,
         bucket=args.bucket,
     )
-    missing = _missing_modules()
-    if missing:
-        print(
-            f"{PROG} demo needs {' and '.join(missing)}, which the demo extra installs: "
-            f"{INSTALL_HINT}",
-            file=sys.stderr,
-        )
+    needed = [
+        (module, why)
+        for module, why, wanted in [
+            ("rich", "its live view", not settings.json and sys.stdout.isatty()),
+            ("hypercorn", "--metrics-port", settings.metrics_port is not None),
+        ]
+        if wanted and importlib.util.find_spec(module) is None
+    ]
+    for module, why in needed:
+        print(f"{PROG} demo needs {module} for {why}: {INSTALL_HINT}", file=sys.stderr)
+    if needed:
         return EXIT_FAILED
 
     import trio
 
-    from ._problems import DemoError, sole
     from ._run import run_demo
-    from ._view import choose_view
 
     view = choose_view(sys.stdout, json_output=settings.json)
     try:
@@ -334,6 +240,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"{PROG} demo: {problem}", file=sys.stderr)
         return EXIT_FAILED
     view.finish(summary)
+    if not summary.verdict.passed and not summary.interrupted and settings.json:
+        print(f"{PROG} demo: {summary.verdict.words}", file=sys.stderr)
     return summary.exit_status
 
 
@@ -349,12 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
         if check is not None:
             check(args)
-    except _UsageError as error:
-        error.parser.print_usage(sys.stderr)
-        print(f"{error.parser.prog}: error: {error.message}", file=sys.stderr)
-        return EXIT_USAGE
-    except _ParserExit as done:
-        return done.status
+    except SystemExit as done:
+        # argparse has printed the usage and the reason (or --help, or --version).
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_usage(sys.stderr)

@@ -1,91 +1,106 @@
-"""One demo run: start the target, build the context, drive, watch, and sum up.
+"""One run: start the target, build the context, drive, show frames, judge.
 
-The target prepares the running context before the header is shown (an S3 bucket is
-created then) and looks at what the run left behind once every operation is answered (the
-bucket is listed then). Ctrl-C once stops releasing operations and closes the context, whose
-shutdown answers everything still running (``ContextClosed``); the summary follows, without
-the target's findings. Ctrl-C twice cancels at once.
+Operations are released at ``rate`` a second, at most ``concurrency`` unanswered; even ones
+are awaited with ``cloud.execute``, odd ones sent as :class:`~cloudkit_trio.Submission`
+messages. Retries, breaker transitions and credential refreshes are counted by a
+:class:`~cloudkit_trio.MetricsCollector` from what the runtime reports, as a user's would.
+
+The last frame is drawn once every operation is answered and the context is closed, so
+the runtime's metrics are drained: the summary is that frame, judged. Ctrl-C once stops
+releasing and closes the context (which answers what is still running); twice cancels.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import signal
+import socket
 import threading
+from collections import Counter
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import attrs
 import trio
 from prometheus_client import CollectorRegistry
 
-from .._config import CloudConfig
-from .._context import Cloud, CloudContext, CloudSnapshot
-from .._exposition import serve_metrics
-from .._provider import ProviderType
-from ..spi import (
-    CircuitBreaker,
-    ExponentialBackoff,
-    Jitter,
-    MetricsCollector,
-    NoopLogger,
-    PrometheusMetrics,
-)
-from ..transport import NoAuthSigner, PooledTransport
-from ._collector import DemoMetrics
-from ._driver import Driver, Tally
-from ._embedded import EmbeddedMode
-from ._problems import DemoError, sole
-from ._progress import EndpointStatus, Header, Progress
-from ._remote import RemoteMode
-from ._s3_mode import EmbeddedS3Mode, RemoteS3Mode
-from ._summary import EndpointSummary, Summary
-from ._target import RunOutcome
+import cloudkit_trio as ck
+from cloudkit_trio.runtime import RuntimeMetric
+from cloudkit_trio.transport import NoAuthSigner
+
+from ._report import Check, EndpointFrame, Frame, Summary, Transition, Verdict
+from ._s3 import start_s3
+from ._scenario import DemoError, Settings, Target, remote_target, start_embedded
 
 if TYPE_CHECKING:
-    from ._settings import DemoSettings
-    from ._target import Mode, Target, TargetReport
-    from ._view import View
+    from collections.abc import Callable, Mapping
 
-__all__ = ["build_context", "run_demo", "select_mode"]
+    from cloudkit_trio.spi import Tags
 
-#: How often the view is given fresh figures.
+__all__ = ["View", "run_demo"]
+
+#: Seconds between two frames.
 TICK: Final = 0.25
+BUDGET: Final = ck.RetryBudget()
 
 
-def select_mode(settings: DemoSettings) -> Mode:
-    """The mode the settings ask for."""
-    if settings.s3:
-        if settings.endpoint is not None:
-            return RemoteS3Mode(settings, settings.endpoint)
-        return EmbeddedS3Mode(settings)
-    if settings.endpoint is not None:
-        return RemoteMode(settings.endpoint)
-    return EmbeddedMode(settings)
+class View(Protocol):
+    """Shown the target before the first operation, frames while it runs, the summary."""
+
+    def start(self, target: Target, settings: Settings, metrics_url: str | None) -> None: ...
+
+    def update(self, frame: Frame) -> None: ...
+
+    def finish(self, summary: Summary) -> None: ...
+
+
+class Collector(ck.NoopMetrics):
+    """Adds up what the runtime reports; ``elapsed`` dates the breaker transitions."""
+
+    def __init__(self, elapsed: Callable[[], float]) -> None:
+        self._elapsed = elapsed
+        self.retries: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.refreshes: Counter[str] = Counter()
+        self.transitions: list[Transition] = []
+
+    async def increment_counter(
+        self, name: str, value: float = 1.0, tags: Tags | None = None
+    ) -> None:
+        tags = tags or {}
+        if name == RuntimeMetric.RETRIES:
+            self.retries[tags.get("error", "?")] += int(value)
+        elif name == RuntimeMetric.BREAKER_REJECTIONS:
+            self.rejections[tags.get("endpoint", "?")] += int(value)
+        elif name == RuntimeMetric.CREDENTIAL_REFRESHES:
+            self.refreshes[tags.get("outcome", "?")] += int(value)
+        elif name == RuntimeMetric.BREAKER_TRANSITIONS:
+            moved = (tags.get(key, "?") for key in ("endpoint", "from_state", "to_state"))
+            self.transitions.append(Transition(self._elapsed(), *moved))
 
 
 def build_context(
-    settings: DemoSettings,
-    target: Target,
-    collectors: list[MetricsCollector],
-    transport: PooledTransport,
-) -> CloudContext:
-    """The context the demo runs: the library's public builder, with timings for a short run."""
+    settings: Settings, target: Target, collectors: list[ck.MetricsCollector]
+) -> ck.CloudContext:
+    """The public builder, with timings for a short run."""
     timing = settings.timing
-    backoff = ExponentialBackoff(
+    backoff = ck.ExponentialBackoff(
         initial_delay=0.05,
         max_delay=1.0,
         max_attempts=4,
-        jitter=Jitter.EQUAL,
+        jitter=ck.Jitter.EQUAL,
         random=random.Random(settings.seed),
     )
-    policy = CircuitBreaker(
+    policy = ck.CircuitBreaker(
         backoff,
         failure_ratio=0.5,
         minimum_throughput=5,
         sampling_window=timing.sampling_window,
         break_duration=timing.break_duration,
     )
-    config = CloudConfig(
+    config = ck.CloudConfig(
         timeout=timing.attempt_timeout,
         connect_timeout=timing.attempt_timeout,
         max_concurrency=settings.concurrency,
@@ -94,262 +109,278 @@ def build_context(
         shutdown_grace=timing.shutdown_grace,
     )
     builder = (
-        CloudContext.builder(ProviderType.AWS)
+        ck.CloudContext.builder(ck.ProviderType.AWS)
         .config(config)
         .retry_policy(policy)
+        .retry_budget(BUDGET)
         .metrics_collector(*collectors)
         # The terminal belongs to the view; what the runtime would log, it also counts.
-        .logger(NoopLogger())
+        .logger(ck.NoopLogger())
         .metrics_flush_interval(0.05)
-        .transport(transport)
-        # A target without a signer is sent as it is, not signed by the AWS default.
         .signer(target.signer if target.signer is not None else NoAuthSigner())
     )
     if target.auth_provider is not None:
+        lease = timing.lease
         builder = builder.auth_provider(target.auth_provider).credential_refresh(
-            advisory=timing.advisory, mandatory=timing.mandatory
+            advisory=0.25 * lease, mandatory=0.1 * lease
         )
     return builder.build()
 
 
 class _Run:
-    """One run's state: what the views are shown comes from here, the summary too."""
-
-    def __init__(self, settings: DemoSettings, view: View, mode: Mode) -> None:
+    def __init__(self, settings: Settings, view: View, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self.view = view
-        self.mode = mode
+        self.environ = environ
         self.stop = trio.Event()
-        self.interrupts = 0
-        self.cancelled = False
-        self.tally = Tally()
-        self.metrics = DemoMetrics(self.elapsed)
-        self.target: Target | None = None
-        self.cloud: Cloud | None = None
-        self.driver: Driver | None = None
-        self.snapshot: CloudSnapshot | None = None
-        self.metrics_url: str | None = None
+        self.interrupted = False
+        self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.report: TargetReport | None = None
+        self.collector = Collector(self.elapsed)
+        self.limiter = trio.CapacityLimiter(settings.concurrency)
+        self.submitted = self.via_execute = self.succeeded = self.duplicates = 0
+        self.failures: Counter[str] = Counter()
+        self.answered: set[int] = set()
+        self.all_answered = trio.Event()
+        self.releasing = True
+        self.last: Frame | None = None
 
     def elapsed(self) -> float:
-        """Seconds since the first operation was released (0 before)."""
-        started = None if self.driver is None else self.driver.started_at
-        if started is None:
+        if self.started_at is None:
             return 0.0
         end = self.finished_at if self.finished_at is not None else trio.current_time()
-        return end - started
+        return end - self.started_at
 
-    async def run(self, task_status: trio.TaskStatus[Header]) -> Summary:
-        with trio.CancelScope() as everything:
-            async with trio.open_nursery() as nursery:
-                if threading.current_thread() is threading.main_thread():
-                    nursery.start_soon(self._watch_interrupts, everything)
-                self.target = target = await self.mode.start(nursery)
-                collectors: list[MetricsCollector] = [self.metrics]
-                if self.settings.metrics_port is not None:
-                    registry = CollectorRegistry(auto_describe=True)
-                    collectors.append(PrometheusMetrics(registry))
-                    port = await self._serve_metrics(nursery, registry)
-                    self.metrics_url = f"http://127.0.0.1:{port}/metrics"
-                # The demo owns its transport, so that its connections are closed even when
-                # a second Ctrl-C cancels the context instead of closing it.
-                transport = PooledTransport(max_connections_per_endpoint=self.settings.concurrency)
-                try:
-                    context = build_context(self.settings, target, collectors, transport)
-                    async with context as cloud:
-                        self.cloud = cloud
-                        # Before the header: a target that cannot be prepared is one line
-                        # on stderr, not a view left half drawn.
-                        await target.prepare(cloud)
-                        header = Header(
-                            mode=self.mode.name,
-                            title=target.title,
-                            settings=self.settings,
-                            endpoints=tuple((e.name, e.url, e.role) for e in target.endpoints),
-                            notes=target.notes,
-                            metrics_url=self.metrics_url,
-                        )
-                        self.view.start(header)
-                        task_status.started(header)
-                        await self._drive(cloud, target)
-                        if not self.stop.is_set():
-                            self.report = await target.finish(cloud, self._outcome())
-                        self.snapshot = cloud.snapshot()
-                finally:
-                    with trio.move_on_after(1.0, shield=True):
-                        await transport.aclose()
-                nursery.cancel_scope.cancel()
-        self.cancelled = everything.cancelled_caught
-        if self.finished_at is None:
-            self.finished_at = trio.current_time()
-        return self.summary()
+    # -- answers -------------------------------------------------------------------------
 
-    async def _serve_metrics(self, nursery: trio.Nursery, registry: CollectorRegistry) -> int:
-        port = self.settings.metrics_port
+    def _answer(self, n: int, error: ck.CloudError | None) -> None:
+        if n in self.answered:
+            self.duplicates += 1
+            return
+        self.answered.add(n)
+        self.limiter.release_on_behalf_of(n)
+        if error is None:
+            self.succeeded += 1
+        else:
+            self.failures[type(error).__name__] += 1
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if not self.releasing and len(self.answered) >= self.submitted:
+            self.all_answered.set()
+
+    async def _execute(self, cloud: ck.Cloud, operation: ck.Operation, n: int) -> None:
         try:
-            bound: int = await nursery.start(
-                partial(serve_metrics, port=port or 0, registry=registry)
-            )
-        except (OSError, BaseExceptionGroup) as error:
-            failure = sole(error, OSError)
-            if failure is None:
-                raise
-            raise DemoError(
-                f"cannot serve metrics on 127.0.0.1:{port}: {failure.strerror or failure}; "
-                "choose another --metrics-port (0 picks a free one)"
-            ) from None
-        return bound
+            await cloud.execute(operation)
+        except ck.CloudError as error:
+            self._answer(n, error)
+        else:
+            self._answer(n, None)
 
-    async def _drive(self, cloud: Cloud, target: Target) -> None:
-        driver = self.driver = Driver(cloud, target, self.settings, self.tally, self.stop)
-        async with trio.open_nursery() as watching:
-            watching.start_soon(self._tick)
-            async with trio.open_nursery() as driving:
-                driving.start_soon(driver.run)
-                await driver.released.wait()
-                if self.stop.is_set():
-                    # The runtime's own shutdown answers what is still running or queued.
-                    await cloud.aclose()
-            self.finished_at = trio.current_time()
-            watching.cancel_scope.cancel()
-        self.view.update(self.progress())
+    async def _collect(self, replies: trio.MemoryReceiveChannel[ck.Reply]) -> None:
+        async for reply in replies:
+            assert isinstance(reply.correlation_id, int)
+            self._answer(reply.correlation_id, reply.error)
 
-    async def _tick(self) -> None:
+    # -- driving -------------------------------------------------------------------------
+
+    async def _release(
+        self,
+        cloud: ck.Cloud,
+        target: Target,
+        nursery: trio.Nursery,
+        replies: trio.MemorySendChannel[ck.Reply],
+    ) -> None:
+        interval = 1.0 / self.settings.rate
+        start = self.started_at = trio.current_time()
+        target.begin(start)
+        async with cloud.submit_channel() as submit:
+            for n in range(self.settings.operations):
+                await trio.sleep_until(start + n * interval)
+                await self.limiter.acquire_on_behalf_of(n)
+                operation = target.operation(n)
+                if n % 2 == 0:
+                    self.submitted += 1
+                    self.via_execute += 1
+                    nursery.start_soon(self._execute, cloud, operation, n)
+                    continue
+                try:
+                    await submit.send(ck.Submission(operation, replies, correlation_id=n))
+                except BaseException:
+                    # Not sent (cancelled, or the queue closed): nobody will answer it.
+                    self.limiter.release_on_behalf_of(n)
+                    raise
+                self.submitted += 1
+
+    async def _drive(self, cloud: ck.Cloud, target: Target) -> None:
+        send, receive = trio.open_memory_channel[ck.Reply](self.settings.concurrency)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._collect, receive)
+            nursery.start_soon(self._tick, cloud, target)
+            with trio.CancelScope() as releasing:
+                nursery.start_soon(self._cancel_on_stop, releasing)
+                try:
+                    await self._release(cloud, target, nursery, send)
+                finally:
+                    self.releasing = False
+                    self._check_done()
+            if self.stop.is_set():
+                # The runtime's own shutdown answers what is still running or queued.
+                await cloud.aclose()
+            await self.all_answered.wait()
+            nursery.cancel_scope.cancel()
+        send.close()
+
+    async def _cancel_on_stop(self, scope: trio.CancelScope) -> None:
+        await self.stop.wait()
+        scope.cancel()
+
+    async def _tick(self, cloud: ck.Cloud, target: Target) -> None:
         while True:
-            self.view.update(self.progress())
+            self.last = self.frame(target, cloud.snapshot())
+            self.view.update(self.last)
             await trio.sleep(TICK)
 
     async def _watch_interrupts(self, everything: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGINT) as signals:
             async for _ in signals:
-                self.interrupts += 1
-                if self.interrupts == 1:
-                    self.stop.set()
-                else:
+                self.interrupted = True
+                if self.stop.is_set():
                     everything.cancel()
+                self.stop.set()
 
-    # -- figures -------------------------------------------------------------------------
+    # -- the run -------------------------------------------------------------------------
 
-    def _outcome(self) -> RunOutcome:
-        tally = self.tally
-        return RunOutcome(
-            submitted=tally.submitted,
-            replied=tally.replied,
-            succeeded=tally.succeeded,
-            failed=tally.failed,
+    async def run(self) -> Summary:
+        settings = self.settings
+        target: Target | None = None
+        final: Frame | None = None
+        extra: tuple[Check, ...] = ()
+        document: dict[str, Any] = {}
+        metrics_url = None
+        with trio.CancelScope() as everything:
+            async with trio.open_nursery() as nursery:
+                if threading.current_thread() is threading.main_thread():
+                    nursery.start_soon(self._watch_interrupts, everything)
+                target = await self._start_target(nursery)
+                collectors: list[ck.MetricsCollector] = [self.collector]
+                if settings.metrics_port is not None:
+                    registry = CollectorRegistry(auto_describe=True)
+                    collectors.append(ck.PrometheusMetrics(registry))
+                    metrics_url = await self._serve_metrics(nursery, registry)
+                async with build_context(settings, target, collectors) as cloud:
+                    if target.workload is not None:
+                        await target.workload.prepare(cloud)
+                    self.view.start(target, settings, metrics_url)
+                    await self._drive(cloud, target)
+                    self.finished_at = trio.current_time()
+                    if target.workload is not None and not self.stop.is_set():
+                        check, found = await target.workload.finish(cloud, self.succeeded)
+                        extra, document = (check,), {"s3": found}
+                    snapshot = cloud.snapshot()
+                # Closed: every metric the runtime emitted has reached the collector.
+                final = self.frame(target, snapshot, final=True)
+                self.view.update(final)
+                nursery.cancel_scope.cancel()
+        if final is None:
+            # A second Ctrl-C: what was drawn last is what there is.
+            if target is None or self.last is None:
+                raise KeyboardInterrupt
+            final = attrs.evolve(self.last, final=True)
+            self.view.update(final)
+        assert target is not None
+        verdict = Verdict.judge(
+            final,
+            outage_endpoint=target.outage_endpoint,
+            budget=(BUDGET.ratio, BUDGET.min_per_second, BUDGET.window),
+            extra=extra,
+            interrupted=self.interrupted,
+        )
+        return Summary(
+            mode=target.mode,
+            target=target.title,
+            seed=settings.seed,
+            frame=final,
+            verdict=verdict,
+            interrupted=self.interrupted,
+            metrics_url=metrics_url,
+            extra=document,
         )
 
-    def _endpoints(self, snapshot: CloudSnapshot | None) -> tuple[EndpointStatus, ...]:
-        if self.target is None:
-            return ()
-        breakers = {} if snapshot is None else {b.endpoint: b for b in snapshot.breakers}
-        requests = self.target.requests()
-        statuses = []
-        for endpoint in self.target.endpoints:
-            breaker = breakers.get(endpoint.key)
-            statuses.append(
-                EndpointStatus(
-                    name=endpoint.name,
-                    url=endpoint.url,
-                    role=endpoint.role,
-                    key=endpoint.key,
-                    state="closed" if breaker is None else str(breaker.state),
-                    failure_ratio=0.0 if breaker is None else breaker.failure_ratio,
-                    time_until_half_open=None if breaker is None else breaker.time_until_half_open,
-                    rejected=self.metrics.rejections[endpoint.key],
-                    requests=requests.get(endpoint.name),
+    async def _start_target(self, nursery: trio.Nursery) -> Target:
+        settings = self.settings
+        if settings.s3:
+            return await start_s3(nursery, settings, self.environ)
+        if settings.endpoint is not None:
+            await trio.lowlevel.checkpoint()
+            return remote_target(settings.endpoint, self.environ)
+        return await start_embedded(nursery, settings)
+
+    async def _serve_metrics(self, nursery: trio.Nursery, registry: CollectorRegistry) -> str:
+        port = self.settings.metrics_port or 0
+        # Probed first: a server that cannot bind may leave its socket behind.
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as error:
+                raise DemoError(
+                    f"cannot serve metrics on 127.0.0.1:{port}: {error.strerror or error}; "
+                    "choose another --metrics-port (0 picks a free one)"
+                ) from None
+        bound: int = await nursery.start(partial(ck.serve_metrics, port=port, registry=registry))
+        return f"http://127.0.0.1:{bound}/metrics"
+
+    def frame(self, target: Target, snapshot: ck.CloudSnapshot, *, final: bool = False) -> Frame:
+        c = self.collector
+        breakers = {b.endpoint: b for b in snapshot.breakers}
+        requests_of = {e.name: e.fake.requests for e in target.endpoints if e.fake is not None}
+        endpoints = []
+        for e in target.endpoints:
+            b = breakers.get(e.key)
+            state = "closed" if b is None else str(b.state)
+            endpoints.append(
+                EndpointFrame(
+                    name=e.name,
+                    url=e.url,
+                    key=e.key,
+                    doing=e.doing(state),
+                    breaker=state,
+                    failure_ratio=0.0 if b is None else b.failure_ratio,
+                    half_open_in=None if b is None else b.time_until_half_open,
+                    requests=requests_of.get(e.name),
+                    rejected=c.rejections[e.key],
                 )
             )
-        return tuple(statuses)
-
-    def _current_snapshot(self) -> CloudSnapshot | None:
-        if self.snapshot is not None:
-            return self.snapshot
-        return self.cloud.snapshot() if self.cloud is not None else None
-
-    def progress(self) -> Progress:
-        tally, metrics = self.tally, self.metrics
-        snapshot = self._current_snapshot()
-        return Progress(
+        expires = snapshot.credentials.expires_in
+        return Frame(
             elapsed=self.elapsed(),
             planned=self.settings.operations,
             planned_duration=self.settings.planned_duration,
-            submitted=tally.submitted,
-            replied=tally.replied,
-            succeeded=tally.succeeded,
-            failed=tally.failed,
-            retries=metrics.retries,
-            rejected_by_breaker=metrics.rejected_by_breaker,
-            credential_refreshes=max(metrics.refreshes - 1, 0),
-            credentials_expire_in=None if snapshot is None else snapshot.credentials.expires_in,
-            inflight=0 if snapshot is None else snapshot.inflight,
-            queued=0 if snapshot is None else snapshot.queued,
-            endpoints=self._endpoints(snapshot),
-            transitions=tuple(metrics.transitions),
-            stopping=self.stop.is_set(),
-        )
-
-    def summary(self) -> Summary:
-        tally, metrics, settings = self.tally, self.metrics, self.settings
-        target = self.target
-        endpoints: list[EndpointSummary] = []
-        for status, endpoint in zip(
-            self._endpoints(self._current_snapshot()),
-            target.endpoints if target is not None else (),
-            strict=True,
-        ):
-            endpoints.append(
-                EndpointSummary(
-                    name=status.name,
-                    url=status.url,
-                    role=status.role,
-                    requests=status.requests,
-                    breaker_state=status.state,
-                    rejected_by_breaker=status.rejected,
-                    transitions=tuple(metrics.transitions_of(endpoint.key)),
-                )
-            )
-        return Summary(
-            mode=self.mode.name,
-            target="" if target is None else target.title,
-            seed=settings.seed,
-            operations=settings.operations,
-            concurrency=settings.concurrency,
-            rate=settings.rate,
-            fault_rate=settings.fault_rate,
-            planned_duration=settings.planned_duration,
-            elapsed=self.elapsed(),
-            submitted=tally.submitted,
-            replied=tally.replied,
-            succeeded=tally.succeeded,
-            failed=tally.failed,
-            via_execute=tally.via_execute,
-            via_channel=tally.via_channel,
-            retried_operations=tally.retried_operations,
-            failures=dict(tally.failures),
-            retries=metrics.retries,
-            retries_by_error=dict(metrics.retries_by_error),
-            rejected_by_breaker=metrics.rejected_by_breaker,
-            credential_fetches=metrics.refreshes,
-            credential_refresh_failures=metrics.refresh_failures,
-            injected=dict(target.injected()) if target is not None else {},
+            submitted=self.submitted,
+            replied=len(self.answered),
+            succeeded=self.succeeded,
+            failed=sum(self.failures.values()),
+            duplicates=self.duplicates,
+            via_execute=self.via_execute,
+            via_channel=self.submitted - self.via_execute,
+            failures=dict(self.failures),
+            retries=sum(c.retries.values()),
+            retries_by_error=dict(c.retries),
+            retries_suppressed=snapshot.retries_suppressed,
+            rejected=sum(c.rejections.values()),
+            credential_fetches=c.refreshes["success"],
+            credential_failures=sum(c.refreshes.values()) - c.refreshes["success"],
+            credentials_expire_in=None if expires is None or math.isinf(expires) else expires,
+            injected=target.injected(),
             endpoints=tuple(endpoints),
-            interrupted=self.interrupts > 0,
-            cancelled=self.cancelled,
-            metrics_url=self.metrics_url,
-            report=self.report,
+            transitions=tuple(c.transitions),
+            stopping=self.stop.is_set(),
+            final=final,
         )
 
 
 async def run_demo(
-    settings: DemoSettings,
-    view: View,
-    *,
-    mode: Mode | None = None,
-    task_status: trio.TaskStatus[Header] = trio.TASK_STATUS_IGNORED,
+    settings: Settings, view: View, *, environ: Mapping[str, str] | None = None
 ) -> Summary:
-    """Run the demo and return its summary; ``task_status`` gets the header once the target
-    (and the metrics server) are up, just before the first operation."""
-    run = _Run(settings, view, mode if mode is not None else select_mode(settings))
-    return await run.run(task_status)
+    """Run the demo with ``settings``, showing it on ``view``; return its summary."""
+    return await _Run(settings, view, os.environ if environ is None else environ).run()
