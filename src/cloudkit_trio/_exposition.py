@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -114,7 +115,9 @@ async def serve_metrics(
         registry = REGISTRY
 
     config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # Bound here, so a busy port is the OSError itself and its socket is closed; hypercorn
+    # then takes the descriptor over (and closes it when it stops).
+    config.bind = [f"fd://{(await _bound_socket(host, port)).detach()}"]
     config.errorlog = _LOGGER
     config.accesslog = None
     config.graceful_timeout = 1.0
@@ -124,3 +127,22 @@ async def serve_metrics(
             partial(serve, _metrics_app(registry, path), config, mode="asgi")  # type: ignore[arg-type]
         )
         task_status.started(int(binds[0].rsplit(":", 1)[1]))
+
+
+async def _bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``, or the OSError saying which address is busy."""
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise OSError(
+            error.errno, f"serve_metrics cannot listen on {where}: {error.strerror}"
+        ) from None
+    return sock

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import gc
 import socket
+import warnings
 from functools import partial
 
 import httpx
@@ -140,6 +143,21 @@ class TestServeMetrics:
             socket.create_connection(("127.0.0.1", port), timeout=1),
         ):
             pass
+
+
+    async def test_a_busy_port_is_one_oserror_and_leaks_no_socket(self) -> None:
+        """The port is taken: ``nursery.start`` raises the OSError itself (no exception
+        group of ours around it), saying which address, and no socket is left open."""
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(ck.serve_metrics)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResourceWarning)
+                with pytest.raises(OSError, match=f"127.0.0.1:{port}") as raised:
+                    await nursery.start(partial(ck.serve_metrics, port=port))
+                gc.collect()
+            nursery.cancel_scope.cancel()
+        assert raised.value.errno == errno.EADDRINUSE
+        assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 class TestSampledGauges:
