@@ -144,7 +144,6 @@ class TestServeMetrics:
         ):
             pass
 
-
     async def test_a_busy_port_is_one_oserror_and_leaks_no_socket(self) -> None:
         """The port is taken: ``nursery.start`` raises the OSError itself (no exception
         group of ours around it), saying which address, and no socket is left open."""
