@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import cloudkit_trio as ck
+from cloudkit_trio.testing import FakeEndpoint, FakeRequest, FakeResponse
 
 
 def traced_context(endpoint: str, provider: TracerProvider) -> ck.CloudContext:
@@ -40,37 +41,14 @@ def traced_context(endpoint: str, provider: TracerProvider) -> ck.CloudContext:
 # --8<-- [end:enable]
 
 
-async def serve_statuses(
-    statuses: list[int], *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """A tiny HTTP/1.1 endpoint on 127.0.0.1: answers ``statuses`` in turn, then 200."""
+def statuses_endpoint(statuses: list[int]) -> FakeEndpoint:
+    """A fake endpoint on 127.0.0.1 that answers ``statuses`` in turn, then 200."""
 
-    async def answer(stream: trio.SocketStream) -> None:
-        buffer = b""
-        while True:
-            while b"\r\n\r\n" not in buffer:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buffer += data
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            while len(buffer) < length:
-                buffer += await stream.receive_some(65536)
-            buffer = buffer[length:]
-            status = statuses.pop(0) if statuses else 200
-            body = b"ok" if status == 200 else b"busy"
-            await stream.send_all(
-                b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
-            )
+    async def answer(request: FakeRequest) -> FakeResponse:
+        status = statuses.pop(0) if statuses else 200
+        return FakeResponse(status=status, body=b"ok" if status == 200 else b"busy")
 
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(answer, listeners)
+    return FakeEndpoint("storage", app=answer)
 
 
 @attrs.frozen
@@ -208,8 +186,8 @@ async def main(out: Path | None = None) -> list[Row]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve_statuses, [503, 503])
-        async with traced_context(f"http://127.0.0.1:{port}", provider) as cloud:
+        url = await nursery.start(statuses_endpoint([503, 503]).serve)
+        async with traced_context(url, provider) as cloud:
             await cloud.execute(
                 ck.Operation(service="s3", name="put_object", method="PUT",
                              path="/reports/today.csv", body=b"a,b\n1,2\n")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import pytest
 import trio
 import trio.testing
 
 import cloudkit_trio as ck
 from cloudkit_trio.runtime._fast_retries import FAST_RETRIES
-from cloudkit_trio.testing import fast_retries, fast_retries_enabled, set_fast_retries
+from cloudkit_trio.testing import (
+    FakeEndpoint,
+    FakeRequest,
+    FakeResponse,
+    fast_retries,
+    fast_retries_enabled,
+    set_fast_retries,
+)
 from cloudkit_trio.transport import NoAuthSigner
 
 from ._support import Script, context, op
@@ -135,35 +140,19 @@ def test_enabled_must_be_a_bool() -> None:
 
 async def test_over_a_real_socket(autojump_clock: trio.testing.MockClock) -> None:
     """A loopback server answers 503 with Retry-After: 60 twice, then 200."""
-    answers = [
-        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n",
-        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n",
-    ]
-    served = 0
+    statuses = [503, 503]
 
-    async def handle(stream: trio.SocketStream) -> None:
-        nonlocal served
-        buffer = b""
-        async with stream:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                _head, buffer = buffer.split(b"\r\n\r\n", 1)
-                served += 1
-                answer = (
-                    answers.pop(0) if answers else b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                )
-                await stream.send_all(answer)
+    async def answer(request: FakeRequest) -> FakeResponse:
+        if statuses:
+            return FakeResponse(status=statuses.pop(0), headers={"Retry-After": "60"})
+        return FakeResponse(body=b"ok")
 
+    endpoint = FakeEndpoint("storage", app=answer)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-        port = listeners[0].socket.getsockname()[1]
+        url = await nursery.start(endpoint.serve)
         builder = (
             ck.CloudContext.builder(ck.ProviderType.AWS)
-            .config(ck.CloudConfig(endpoint=f"http://127.0.0.1:{port}"))
+            .config(ck.CloudConfig(endpoint=url))
             .signer(NoAuthSigner())
             .logger(ck.NoopLogger())
             .retry_policy(POLICY)
@@ -174,5 +163,5 @@ async def test_over_a_real_socket(autojump_clock: trio.testing.MockClock) -> Non
                 response = await cloud.execute(op())
                 waited = trio.current_time() - start
         nursery.cancel_scope.cancel()
-    assert (response.status_code, response.attempts, served) == (200, 3, 3)
+    assert (response.status_code, response.attempts, endpoint.requests) == (200, 3, 3)
     assert waited < 1.0  # not the 60 s the server asked for

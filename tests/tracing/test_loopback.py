@@ -8,6 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 import trio.testing
@@ -69,12 +70,13 @@ class TestOverLoopback:
         self, recorder: Recorder, autojump_clock: trio.testing.MockClock
     ) -> None:
         """The pooled transport, a real endpoint: 503 then 200, under the producer's span."""
-        serve_statuses = snippet()["serve_statuses"]
+        statuses_endpoint = snippet()["statuses_endpoint"]
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve_statuses, [503])
+            url = await nursery.start(statuses_endpoint([503]).serve)
+            port = urlsplit(url).port
             context = (
                 ck.CloudContext.builder(ck.ProviderType.AWS)
-                .config(ck.CloudConfig(endpoint=f"http://127.0.0.1:{port}"))
+                .config(ck.CloudConfig(endpoint=url))
                 .auth_provider(ck.StaticAuthProvider(ck.Credentials("AKID", "SECRET")))
                 .tracing(recorder.provider)
                 .build()
