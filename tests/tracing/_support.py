@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import httpx
+import trio
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,6 +16,14 @@ from cloudkit_trio.testing import CapturingLogger
 from cloudkit_trio.transport import NoAuthSigner
 
 ENDPOINT = "http://127.0.0.1:9000"
+
+
+class SlowTransport(httpx.AsyncBaseTransport):
+    """Answers 200 after a second (of Trio's clock)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await trio.sleep(1.0)
+        return httpx.Response(200)
 
 
 class Recorder:

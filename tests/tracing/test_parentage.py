@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind
 import cloudkit_trio as ck
 from cloudkit_trio.tracing import SpanEvent
 
-from ._support import Recorder, Script, events, get, seconds, traced
+from ._support import Recorder, Script, SlowTransport, events, get, seconds, traced
 
 
 def _child_of(span: object, parent: object) -> bool:
@@ -90,16 +90,11 @@ class TestSubmissions:
     ) -> None:
         """Its span starts at acceptance, so the time it waited for a worker is in the span."""
 
-        class Slow(httpx.AsyncBaseTransport):
-            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-                await trio.sleep(1.0)
-                return httpx.Response(200)
-
         send, receive = trio.open_memory_channel[ck.Reply](2)
         context = (
             ck.CloudContext.builder(ck.ProviderType.AWS)
             .config(ck.CloudConfig(endpoint="http://127.0.0.1:9000", max_concurrency=1))
-            .transport(Slow())
+            .transport(SlowTransport())
             .signer(ck.transport.NoAuthSigner())
             .tracing(recorder.provider)
             .build()

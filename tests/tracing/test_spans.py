@@ -11,7 +11,17 @@ from opentelemetry.trace import SpanKind, StatusCode
 import cloudkit_trio as ck
 from cloudkit_trio.tracing import SpanAttribute, SpanEvent
 
-from ._support import ENDPOINT, Recorder, Script, builder, events, get, seconds, traced
+from ._support import (
+    ENDPOINT,
+    Recorder,
+    Script,
+    SlowTransport,
+    builder,
+    events,
+    get,
+    seconds,
+    traced,
+)
 
 _EXPIRED = b"<Error><Code>ExpiredToken</Code><Message>token expired</Message></Error>"
 
@@ -241,13 +251,13 @@ class TestDecisions:
     ) -> None:
         """The third of three concurrent operations finds the limit of two full: overloaded."""
 
-        class Slow(httpx.AsyncBaseTransport):
-            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-                await trio.sleep(1.0)
-                return httpx.Response(200)
-
         settings = ck.AdaptiveConcurrency(initial_limit=2, min_limit=2, max_limit=2)
-        context = builder(Slow()).adaptive_concurrency(settings).tracing(recorder.provider).build()
+        context = (
+            builder(SlowTransport())
+            .adaptive_concurrency(settings)
+            .tracing(recorder.provider)
+            .build()
+        )
         refused: list[ck.CloudError] = []
 
         async def call() -> None:
@@ -274,12 +284,7 @@ class TestDecisions:
     ) -> None:
         """0.5 s left for an endpoint that takes 1 s: refused unsent, with a shed event."""
 
-        class Slow(httpx.AsyncBaseTransport):
-            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-                await trio.sleep(1.0)
-                return httpx.Response(200)
-
-        async with traced(Slow(), recorder) as cloud:
+        async with traced(SlowTransport(), recorder) as cloud:
             for _ in range(20):
                 await cloud.execute(get())  # the endpoint's latency is learned
             with pytest.raises(ck.OperationTimeout):
